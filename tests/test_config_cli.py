@@ -73,3 +73,12 @@ def test_to_dict_loads_in_a_fresh_process_with_weights_only(tmp_path):
             "assert c == get_tiny_config(); print('ok')\n")
     result = run(["python", "-c", code], timeout=120, cwd=tmp_path)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_tt_config_console_script(tmp_path):
+    result = run(["tt-config", "--preset", "tiny", "seed=7", "--print-config"], timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ExperimentConfig.from_dict(yaml.safe_load(result.stdout)).seed == 7
+    result = run(["tt-config", "--preset", "tiny", "sed=7"], timeout=120, cwd=tmp_path)
+    assert result.returncode == 2 and "did you mean seed" in result.stderr
+    assert list(tmp_path.iterdir()) == []
