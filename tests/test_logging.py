@@ -81,3 +81,28 @@ def test_cut_last_line_is_skipped_and_counted(tmp_path):
     frame = load_metrics(records)
     assert list(frame.index) == [0, 1, 2, 3]
     assert math.isnan(frame.loc[2, "train/loss"]) and frame.loc[3, "train/loss"] == 0.0
+
+
+RANKED = """
+from tiny_transformer.utils.logging import TrainingLogger
+import os, sys
+with TrainingLogger("ddp", log_dir=sys.argv[1]) as logger:  # rank comes from $RANK, set by torchrun
+    logger.log_metrics({"loss": 1.0 + logger.rank}, step=0, prefix="train/")
+"""
+
+
+def test_under_torchrun_only_rank0_prints_and_every_line_has_its_rank(tmp_path):
+    from helpers import BIN
+
+    script = tmp_path / "ranked.py"
+    script.write_text(RANKED)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", str(script), str(tmp_path)],
+                            env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = [line for line in result.stdout.splitlines() if "train/loss=" in line]
+    assert len(printed) == 1 and "step 0 | train/loss=1.0000" in printed[0], result.stdout
+    rank0 = strict_loads((tmp_path / "ddp.jsonl").read_text())
+    rank1 = strict_loads((tmp_path / "ddp.rank1.jsonl").read_text())
+    assert (rank0["rank"], rank0["metrics"]["train/loss"]) == (0, 1.0)
+    assert (rank1["rank"], rank1["metrics"]["train/loss"]) == (1, 2.0)

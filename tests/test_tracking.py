@@ -163,3 +163,35 @@ def test_auto_falls_back_when_wandb_cannot_be_imported(tmp_path):
     assert len(report["warnings"]) == 1 and "wandb" in report["warnings"][0], report["warnings"]
     assert report["loss"] == [[3, 1.25]]
     assert not report["wandb_loaded"]
+
+
+FAILING_INIT = """
+import json, sys, time, warnings
+from tiny_transformer.utils.experiment import ExperimentTracker
+start = time.monotonic()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with ExperimentTracker("p", "online", {"lr": 1}, backend="auto", log_dir=sys.argv[1], wandb_mode="online",
+                           wandb_init_timeout=5) as tracker:
+        tracker.log_metrics({"train/loss": 2.0}, step=0)
+print(json.dumps({"backend": tracker.backend, "seconds": time.monotonic() - start,
+                  "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+@pytest.mark.slow
+def test_auto_falls_back_when_wandb_init_fails(tmp_path):
+    # Online mode with a key the server cannot accept (or no server reachable at all): wandb.init fails
+    # within its timeout, and "auto" goes on with TensorBoard instead of hanging or crashing.
+    pytest.importorskip("wandb")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**_clean_env(home), "WANDB_API_KEY": "0" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-c", FAILING_INIT, str(tmp_path / "run")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["backend"] == "tensorboard"
+    assert len(report["warnings"]) == 1 and "wandb failed" in report["warnings"][0], report["warnings"]
+    assert report["seconds"] < 60
+    assert list(home.rglob("*")) == []
