@@ -90,7 +90,7 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def onnx_server(exported):
     server = Server(exported / "model.onnx", "--max-concurrency", 2, "--max-queue", 64, "--max-new-tokens", 200,
-                    "--max-prompt-chars", 100, log_file=exported / "serve.jsonl")
+                    "--max-prompt-chars", 100, "--timeout", 120, log_file=exported / "serve.jsonl")
     yield server
     server.stop()
 
@@ -169,7 +169,9 @@ def test_full_queue_gets_503_and_slow_request_gets_504(exported):
         t = threading.Thread(target=lambda: slow.update(r=call(f"{server.url}/generate",
                                                                {"prompt": "A", "max_new_tokens": 100000})))
         t.start()
+        give_up = time.monotonic() + 30
         while call(f"{server.url}/health")[1]["running"] == 0:
+            assert time.monotonic() < give_up and "r" not in slow, slow
             time.sleep(0.02)
         status, answer = call(f"{server.url}/generate", {"prompt": "B", "max_new_tokens": 5})
         assert status == 503 and "server busy" in answer["error"]
