@@ -6,7 +6,7 @@
 __all__ = ['JSONLinesFormatter', 'setup_json_logging', 'OnnxBackend', 'TorchBackend', 'load_backend', 'ServeLimits',
            'RequestError', 'parse_generate_request', 'Overloaded', 'AdmissionGate', 'create_app', 'serve_main']
 
-# %% ../nbs/09_serve.ipynb #31bf22f3
+# %% ../nbs/09_serve.ipynb #eed72dfe
 # No `from __future__ import annotations` here: FastAPI reads the route functions' annotations at
 # run time, and `Request` is imported inside functions (FastAPI is an optional dependency).
 import argparse
@@ -29,7 +29,7 @@ from . import __version__
 from .data import tokenizer_from_state_dict
 from .export import GenerationTimeout, OnnxRuntimeLM, generate_from_logits, load_model_for_export
 
-# %% ../nbs/09_serve.ipynb #14259463
+# %% ../nbs/09_serve.ipynb #676d7785
 def _finite(value):
     "Replace non-finite floats (anywhere in nested data) with None, so the line is valid JSON."
     if isinstance(value, float) and not math.isfinite(value):
@@ -56,7 +56,7 @@ class JSONLinesFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(_finite(entry), default=str, allow_nan=False)
 
-# %% ../nbs/09_serve.ipynb #53031e34
+# %% ../nbs/09_serve.ipynb #d278dcd1
 def setup_json_logging(level: str = "INFO", stream=None, log_file: str | Path | None = None) -> logging.Logger:
     "Send the server's and uvicorn's logs, as JSON lines, to `stream` (default stderr) and optionally a file."
     handlers = [logging.StreamHandler(stream or sys.stderr)]
@@ -72,7 +72,7 @@ def setup_json_logging(level: str = "INFO", stream=None, log_file: str | Path | 
         logger.propagate = False
     return logging.getLogger("tiny_transformer.serve")
 
-# %% ../nbs/09_serve.ipynb #233b9377
+# %% ../nbs/09_serve.ipynb #88ceca20
 class OnnxBackend:
     "Generation with ONNX Runtime from an exported `.onnx` file (its metadata holds config and tokenizer)."
 
@@ -91,7 +91,7 @@ class OnnxBackend:
                                    temperature=temperature, top_k=top_k, generator=g, deadline=deadline)
         return out[0, len(ids):].tolist()
 
-# %% ../nbs/09_serve.ipynb #2fe55ace
+# %% ../nbs/09_serve.ipynb #c4693915
 class TorchBackend:
     "Generation with the eager model (KV cache) from a checkpoint dict or a model-only safetensors file."
 
@@ -121,7 +121,7 @@ class TorchBackend:
             out, done = torch.cat([out, new], dim=1), done + n
         return out[0, len(ids):].tolist()
 
-# %% ../nbs/09_serve.ipynb #fc6d4859
+# %% ../nbs/09_serve.ipynb #8ca008ec
 def load_backend(path: str | Path, backend: str = "auto", threads: int = 1):
     "Open `path` with the ONNX Runtime backend (.onnx) or the torch backend (checkpoint .pt / .safetensors)."
     path = Path(path)
@@ -139,7 +139,7 @@ def load_backend(path: str | Path, backend: str = "auto", threads: int = 1):
         return TorchBackend(path, threads)
     raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', got {backend!r}")
 
-# %% ../nbs/09_serve.ipynb #d5298829
+# %% ../nbs/09_serve.ipynb #05f37045
 @dataclass
 class ServeLimits:
     "What the server accepts and how much work it takes on."
@@ -160,7 +160,7 @@ class RequestError(Exception):
         super().__init__(message)
         self.status, self.message, self.field = status, message, field
 
-# %% ../nbs/09_serve.ipynb #9d4c2de6
+# %% ../nbs/09_serve.ipynb #bc0bc44e
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
@@ -175,7 +175,7 @@ def _integer(body: dict, field: str, default, low: int, high: int):
         raise RequestError(422, f"'{field}' must be between {low} and {high}, got {value}", field)
     return value
 
-# %% ../nbs/09_serve.ipynb #382fdb7c
+# %% ../nbs/09_serve.ipynb #61b1e542
 def parse_generate_request(body: bytes, tokenizer, max_seq_len: int, limits: ServeLimits) -> dict:
     "Validate a `/generate` body; returns the parameters with defaults filled in, or raises `RequestError`."
     if len(body) > limits.max_body_bytes:
@@ -220,7 +220,7 @@ def parse_generate_request(body: bytes, tokenizer, max_seq_len: int, limits: Ser
         "seed": secrets.randbits(63) if seed is None else seed,
     }
 
-# %% ../nbs/09_serve.ipynb #83b9391a
+# %% ../nbs/09_serve.ipynb #7da5a62d
 class Overloaded(Exception):
     "No slot: the queue is full, or the request's deadline passed while it waited."
 
@@ -256,7 +256,7 @@ class AdmissionGate:
             self.running -= 1
             self._slots.release()
 
-# %% ../nbs/09_serve.ipynb #0cc2da27
+# %% ../nbs/09_serve.ipynb #aec5ecb7
 def _error_response(status: int, message: str, field: str | None = None, headers: dict | None = None):
     from fastapi.responses import JSONResponse
 
@@ -270,7 +270,7 @@ def _require_serving():
     except ImportError as e:
         raise ImportError('tt-serve needs FastAPI and uvicorn: pip install "tiny_transformer[serve]"') from e
 
-# %% ../nbs/09_serve.ipynb #3d8079f3
+# %% ../nbs/09_serve.ipynb #d3863da0
 def create_app(backend, limits: ServeLimits | None = None, logger: logging.Logger | None = None):
     "The FastAPI application: `GET /health`, `POST /generate`."
     _require_serving()
@@ -312,7 +312,7 @@ def create_app(backend, limits: ServeLimits | None = None, logger: logging.Logge
     _add_generate_route(app)
     return app
 
-# %% ../nbs/09_serve.ipynb #695e7a1b
+# %% ../nbs/09_serve.ipynb #a80570f1
 def _add_generate_route(app) -> None:
     from fastapi import Request
 
@@ -343,7 +343,7 @@ def _add_generate_route(app) -> None:
         return {"text": p["prompt"] + completion, "completion": completion, "prompt_tokens": len(p["ids"]),
                 "new_tokens": len(new_ids), "seed": p["seed"], "backend": backend.name}
 
-# %% ../nbs/09_serve.ipynb #920ced88
+# %% ../nbs/09_serve.ipynb #d899fbbf
 def _serve_parser() -> argparse.ArgumentParser:
     d = ServeLimits()
     parser = argparse.ArgumentParser(prog="tt-serve", description="Serve text generation over HTTP (GET /health, POST /generate).",
@@ -362,7 +362,7 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-file", default=None, help="also write the JSON-lines log here")
     return parser
 
-# %% ../nbs/09_serve.ipynb #e8eec876
+# %% ../nbs/09_serve.ipynb #13b4b736
 def serve_main(argv: list[str] | None = None) -> int:
     "Entry point of `tt-serve`."
     parser = _serve_parser()
@@ -378,6 +378,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     log = setup_json_logging(args.log_level, log_file=args.log_file)
+    torch.set_num_threads(args.threads)  # also bounds the sampling ops of the ONNX Runtime backend
     try:
         backend = load_backend(args.model, args.backend, args.threads)
     except (ValueError, RuntimeError, KeyError, ImportError) as e:
