@@ -1,0 +1,150 @@
+"""Overhead of `TrainingMonitor`: training tokens/s with the meters on (log interval 10) vs off.
+
+Same model, same initial weights, same batches, same seed in every segment. Segments are interleaved
+(off, monitor, own-norm, all-meters, then the next round in rotated order) so that drift in machine load hits every mode alike; the result is
+the median of the per-round ratios. The loop clips gradients in every mode (as the training loop does):
+
+  off          no meters at all
+  monitor      TrainingMonitor(log_every=10) with the default anomaly detector and memory meters; the loop
+               passes the norm `clip_grad_norm_` returned (how the training loop uses it)
+  own-norm     the same, but the monitor computes the gradient norm itself (one extra foreach norm per step)
+  all-meters   own norm + per-layer gradient norms + update/weight ratios (optional meters, log steps only)
+
+Run:  OMP_NUM_THREADS=1 python bench/monitoring_overhead.py            (CPU, 1 thread; writes the .md)
+      python bench/monitoring_overhead.py --device cuda --out -         (GPU; prints the table)
+Batches are random tokens made once up front, so data loading is not part of the timing.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
+
+import argparse
+import copy
+import datetime
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tiny_transformer.model import TinyTransformerLM  # noqa: E402
+from tiny_transformer.monitoring import TrainingMonitor, peak_flops  # noqa: E402
+
+MODES = ("off", "monitor", "own-norm", "all-meters")
+
+
+def run_segment(mode, model, opt, init_model, init_opt, batches, warmup, steps, device, log_every):
+    model.load_state_dict(init_model)
+    opt.load_state_dict(init_opt)
+    monitor = None
+    if mode != "off":
+        extra = dict(layer_norms=True, update_ratios=True) if mode == "all-meters" else {}
+        monitor = TrainingMonitor(model, log_every=log_every, grad_clip=1.0, **extra)
+    n_tokens = 0
+    start = None
+    for i in range(warmup + steps):
+        if i == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            if monitor is not None:
+                monitor.start()
+        x, y = batches[i % len(batches)]
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if monitor is not None:
+            monitor.before_optimizer_step(i + 1)
+        opt.step()
+        if monitor is not None:
+            monitor.update(i + 1, loss, lr=opt.param_groups[0]["lr"], tokens=x.numel(), samples=x.size(0),
+                           grad_norm=None if mode in ("own-norm", "all-meters") else norm, data_wait_s=0.0)
+        if i >= warmup:
+            n_tokens += x.numel()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n_tokens / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1)")
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--n-layers", type=int, default=2)
+    p.add_argument("--n-heads", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--steps", type=int, default=40, help="timed steps per segment (a multiple of 10)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--out", default="bench/results/monitoring_overhead.md", help="markdown file, or - for stdout only")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    modes = args.modes.split(",")
+    torch.manual_seed(0)
+    vocab = 65
+    model = TinyTransformerLM(vocab, d_model=args.d_model, n_heads=args.n_heads, n_layers=args.n_layers,
+                              d_ff=4 * args.d_model, max_seq_len=args.seq_len, dropout=0.0).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    init_model = copy.deepcopy(model.state_dict())
+    init_opt = copy.deepcopy(opt.state_dict())
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(8):
+        t = torch.randint(0, vocab, (args.batch_size, args.seq_len + 1), generator=g)
+        batches.append((t[:, :-1].contiguous().to(device), t[:, 1:].contiguous().to(device)))
+    peak_flops(device, torch.float32)  # the CPU peak is measured once per process: do it before timing
+
+    results = {m: [] for m in modes}
+    for r in range(args.rounds):
+        order = modes[r % len(modes):] + modes[:r % len(modes)]  # rotate, so no mode always runs first
+        for m in order:
+            tps = run_segment(m, model, opt, init_model, init_opt, batches, args.warmup, args.steps, device, 10)
+            results[m].append(tps)
+        print(f"round {r + 1}: " + "  ".join(f"{m} {results[m][-1]:,.0f} tok/s" for m in modes), flush=True)
+
+    base = results[modes[0]]
+    lines = []
+    cmd = "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    lines += [
+        "# Monitoring overhead",
+        "",
+        f"Command: `{'OMP_NUM_THREADS=' + str(args.threads) + ' ' if device.type == 'cpu' else ''}{cmd}`  ",
+        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}  ",
+        f"Machine: {device.type} ({device_name}), torch {torch.__version__}, "
+        f"{torch.get_num_threads() if device.type == 'cpu' else ''}{' thread(s)' if device.type == 'cpu' else ''}, "
+        f"python {platform.python_version()}  ",
+        f"Model: d_model={args.d_model}, n_layers={args.n_layers}, n_heads={args.n_heads}, batch {args.batch_size} x "
+        f"{args.seq_len} tokens; {args.rounds} interleaved rounds of {args.steps} timed steps per mode (log interval 10).",
+        "",
+        "| mode | median tokens/s | ratio to off (median of per-round ratios) | min / max per-round ratio |",
+        "|---|---|---|---|",
+    ]
+    for m in modes:
+        ratios = [a / b for a, b in zip(results[m], base)]
+        lines.append(f"| {m} | {statistics.median(results[m]):,.0f} | {statistics.median(ratios):.4f} | "
+                     f"{min(ratios):.4f} / {max(ratios):.4f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out != "-":
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
