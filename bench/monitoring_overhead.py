@@ -1,8 +1,9 @@
 """Overhead of `TrainingMonitor`: training tokens/s with the meters on (log interval 10) vs off.
 
-Same model, same initial weights, same batches, same seed in every segment. Segments are interleaved
-(off, monitor, own-norm, all-meters, then the next round in rotated order) so that drift in machine load hits every mode alike; the result is
-the median of the per-round ratios. The loop clips gradients in every mode (as the training loop does):
+One model, one optimizer, the same pre-made batches and seed for every mode. The modes are interleaved at
+a fine grain: each round runs one block of 10 steps (one log interval, so exactly one log step) per mode,
+in rotated order, so that changes in machine load hit every mode alike. The result is the median over
+rounds of each block's tokens/s divided by the same round's "off" block (robust to load spikes). The loop clips gradients in every mode (as the training loop does):
 
   off          no meters at all
   monitor      TrainingMonitor(log_every=10) with the default anomaly detector and memory meters; the loop
@@ -21,7 +22,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
 
 import argparse
-import copy
 import datetime
 import platform
 import statistics
@@ -39,38 +39,40 @@ from tiny_transformer.monitoring import TrainingMonitor, peak_flops  # noqa: E40
 MODES = ("off", "monitor", "own-norm", "all-meters")
 
 
-def run_segment(mode, model, opt, init_model, init_opt, batches, warmup, steps, device, log_every):
-    model.load_state_dict(init_model)
-    opt.load_state_dict(init_opt)
-    monitor = None
-    if mode != "off":
-        extra = dict(layer_norms=True, update_ratios=True) if mode == "all-meters" else {}
-        monitor = TrainingMonitor(model, log_every=log_every, grad_clip=1.0, **extra)
-    n_tokens = 0
-    start = None
-    for i in range(warmup + steps):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+class Mode:
+    "One way of running the loop; keeps its own monitor and step counter across blocks."
+
+    def __init__(self, name, model, log_every):
+        self.name, self.model, self.step = name, model, 0
+        self.monitor = None
+        if name != "off":
+            extra = dict(layer_norms=True, update_ratios=True) if name == "all-meters" else {}
+            self.monitor = TrainingMonitor(model, log_every=log_every, grad_clip=1.0, **extra)
+
+    def run_block(self, opt, batches, n_steps, device):
+        "Time `n_steps` training steps (one log interval, so each block holds exactly one log step)."
+        model, monitor = self.model, self.monitor
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        tokens = 0
+        for _ in range(n_steps):
+            self.step += 1
+            x, y = batches[self.step % len(batches)]
+            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             if monitor is not None:
-                monitor.start()
-        x, y = batches[i % len(batches)]
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        if monitor is not None:
-            monitor.before_optimizer_step(i + 1)
-        opt.step()
-        if monitor is not None:
-            monitor.update(i + 1, loss, lr=opt.param_groups[0]["lr"], tokens=x.numel(), samples=x.size(0),
-                           grad_norm=None if mode in ("own-norm", "all-meters") else norm, data_wait_s=0.0)
-        if i >= warmup:
-            n_tokens += x.numel()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n_tokens / (time.perf_counter() - start)
+                monitor.before_optimizer_step(self.step)
+            opt.step()
+            if monitor is not None:
+                monitor.update(self.step, loss, lr=opt.param_groups[0]["lr"], tokens=x.numel(), samples=x.size(0),
+                               grad_norm=None if self.name in ("own-norm", "all-meters") else norm)
+            tokens += x.numel()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return tokens / (time.perf_counter() - start)
 
 
 def main(argv=None):
@@ -82,9 +84,9 @@ def main(argv=None):
     p.add_argument("--n-heads", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--steps", type=int, default=40, help="timed steps per segment (a multiple of 10)")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--log-every", type=int, default=10, help="log interval = steps per timed block")
+    p.add_argument("--warmup-blocks", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=40, help="blocks per mode, interleaved")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--out", default="bench/results/monitoring_overhead.md", help="markdown file, or - for stdout only")
     args = p.parse_args(argv)
@@ -97,8 +99,6 @@ def main(argv=None):
     model = TinyTransformerLM(vocab, d_model=args.d_model, n_heads=args.n_heads, n_layers=args.n_layers,
                               d_ff=4 * args.d_model, max_seq_len=args.seq_len, dropout=0.0).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    init_model = copy.deepcopy(model.state_dict())
-    init_opt = copy.deepcopy(opt.state_dict())
     g = torch.Generator().manual_seed(0)
     batches = []
     for _ in range(8):
@@ -106,13 +106,17 @@ def main(argv=None):
         batches.append((t[:, :-1].contiguous().to(device), t[:, 1:].contiguous().to(device)))
     peak_flops(device, torch.float32)  # the CPU peak is measured once per process: do it before timing
 
+    runners = {m: Mode(m, model, args.log_every) for m in modes}
+    for _ in range(args.warmup_blocks):
+        for m in modes:
+            runners[m].run_block(opt, batches, args.log_every, device)
     results = {m: [] for m in modes}
     for r in range(args.rounds):
         order = modes[r % len(modes):] + modes[:r % len(modes)]  # rotate, so no mode always runs first
         for m in order:
-            tps = run_segment(m, model, opt, init_model, init_opt, batches, args.warmup, args.steps, device, 10)
-            results[m].append(tps)
-        print(f"round {r + 1}: " + "  ".join(f"{m} {results[m][-1]:,.0f} tok/s" for m in modes), flush=True)
+            results[m].append(runners[m].run_block(opt, batches, args.log_every, device))
+        if (r + 1) % 10 == 0:
+            print(f"round {r + 1}: " + "  ".join(f"{m} {results[m][-1]:,.0f}" for m in modes), flush=True)
 
     base = results[modes[0]]
     lines = []
@@ -127,15 +131,17 @@ def main(argv=None):
         f"{torch.get_num_threads() if device.type == 'cpu' else ''}{' thread(s)' if device.type == 'cpu' else ''}, "
         f"python {platform.python_version()}  ",
         f"Model: d_model={args.d_model}, n_layers={args.n_layers}, n_heads={args.n_heads}, batch {args.batch_size} x "
-        f"{args.seq_len} tokens; {args.rounds} interleaved rounds of {args.steps} timed steps per mode (log interval 10).",
+        f"{args.seq_len} tokens, AdamW, clip 1.0. {args.rounds} rounds; in each, every mode runs one block of "
+        f"{args.log_every} steps (= one log interval, so one log step per block), in rotated order.",
         "",
-        "| mode | median tokens/s | ratio to off (median of per-round ratios) | min / max per-round ratio |",
+        "| mode | median tokens/s | ratio to off: median of per-round ratios | interquartile range of the ratios |",
         "|---|---|---|---|",
     ]
     for m in modes:
         ratios = [a / b for a, b in zip(results[m], base)]
+        q1, _, q3 = statistics.quantiles(ratios, n=4)
         lines.append(f"| {m} | {statistics.median(results[m]):,.0f} | {statistics.median(ratios):.4f} | "
-                     f"{min(ratios):.4f} / {max(ratios):.4f} |")
+                     f"{q1:.4f} – {q3:.4f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out != "-":
