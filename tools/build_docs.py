@@ -57,9 +57,8 @@ body.tt-page { margin: 0; padding: 0; display: block; }
 .tt-title { font-size: 2.1rem; margin: 0.4rem 0; }
 .tt-description { font-size: 1.1rem; color: #57606a; margin: 0 0 1rem; }
 .tt-footer { margin-top: 3rem; font-size: 12px; color: #6e7781; }
-.tt-widget-static { border: 1px dashed #c4cad1; border-radius: 4px; padding: 0.4rem 0.6rem; }
-.tt-widget-note { font-size: 12px; color: #57606a; font-style: italic; }
 .jp-RenderedMarkdown table { border-collapse: collapse; }
+.jp-RenderedMarkdown pre { background: #f6f8fa; padding: 0.5rem 0.7rem; border-radius: 4px; overflow-x: auto; }
 @media (max-width: 800px) {
   .tt-sidebar { position: static; width: auto; border-right: none; border-bottom: 1px solid #dde1e6; }
   .tt-main { margin-left: 0; padding: 1rem; }
@@ -262,6 +261,12 @@ def add_pandoc_ids(page_html: str) -> str:
     return re.sub(r'<h([1-6]) id="([^"]*)">(.*?)</h\1>', repl, page_html, flags=re.S)
 
 
+def inline_markdown(text: str) -> str:
+    "Escape a front-matter string for HTML, keeping its `code spans` (as Quarto renders a description)."
+    parts = re.split(r"`([^`]+)`", text)
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+
+
 def render_site(cfg, proc: Path, out: Path, paths: list[Path], nbs_path: Path) -> list[Path]:
     import nbformat
     from nbconvert import HTMLExporter
@@ -286,7 +291,8 @@ def render_site(cfg, proc: Path, out: Path, paths: list[Path], nbs_path: Path) -
     for p in pages:
         prepare_cells(p["nb"])
         resources = {"site": {"title": cfg.get("title", cfg.lib_name), "pages": nav, "css": SITE_CSS},
-                     "page": {k: p[k] for k in ("href", "title", "description", "source")},
+                     "page": {**{k: p[k] for k in ("href", "title", "source")},
+                              "description": inline_markdown(p["description"])},
                      "metadata": {"name": p["title"]}}
         body, _ = exporter.from_notebook_node(p["nb"], resources=resources)
         body = add_pandoc_ids(rewrite_links(body, pages_by_stem, site_url))
