@@ -168,3 +168,24 @@ def test_widget_outputs_become_static_snapshots(tmp_path):
     assert errors == []
     assert images == [True], "the Output widget's plot should be one loaded image"
     assert "Loading widget" not in text and "static snapshot (frequency = 1)" in text
+
+
+def test_quarto_configuration_for_nbdev_docs():
+    "What `nbdev_docs` (and so the deploy workflow) needs in nbs/, consistent with settings.ini."
+    import yaml
+    from nbdev.config import get_config
+    from nbdev.quarto import _nbdev_yml
+
+    cfg = get_config(path=ROOT)
+    quarto = yaml.safe_load((ROOT / "nbs" / "_quarto.yml").read_text())
+    assert quarto["project"]["type"] == "website"
+    assert (ROOT / "nbs" / quarto["format"]["html"]["css"]).is_file()
+    assert set(quarto["metadata-files"]) >= {"nbdev.yml", "sidebar.yml"}
+    # nbdev.yml is regenerated from settings.ini by nbdev_docs: the committed copy must match it.
+    vals = {k: cfg[k] for k in ["title", "description", "branch", "git_url", "doc_host", "doc_baseurl"]}
+    assert (ROOT / "nbs" / "nbdev.yml").read_text() == _nbdev_yml.format(doc_path=cfg.doc_path.name, **vals)
+    deploy = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yaml").read_text())
+    steps = deploy["jobs"]["build"]["steps"]
+    assert any("nbdev_docs" in s.get("run", "") for s in steps)
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == cfg.doc_path.name == "_docs"

@@ -46,6 +46,10 @@ def jupyterlab_server(root: Path):
                      ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "mpl"), ("HOME", "home")]:
         (home / sub).mkdir(parents=True, exist_ok=True)
         env[var] = str(home / sub)
+    # No "get notified about Jupyter news?" prompt (it would fetch from the network, and covers the page).
+    news = home / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text('{"fetchNews": "false", "checkForUpdates": false}')
     token, port = secrets.token_hex(16), free_port()
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
