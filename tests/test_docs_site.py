@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 NBS = sorted((ROOT / "nbs").glob("*.ipynb"), key=lambda p: (p.stem != "index", p.name))  # the sidebar's order
 # Text that must never reach a reader: nbdev/Quarto directives and nbval markers.
-LEAKS = re.compile(r"#\s*\||NBVAL_|nbval-(skip|ignore-output|check-output|raise)")
+LEAKS = re.compile(r"#\s*\||NBVAL_|nbval-(skip|ignore-output|check-output|raise)|\{target=")
+# Text that only `#| hide` cells hold (the Colab install cell, the export cell): hidden cells must not show.
+HIDDEN = ("google.colab", "nbdev_export()")
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +115,8 @@ def test_page_renders_cleanly(visited, name):
     assert page["errors"] == [], f"{name}: console errors {page['errors']}"
     leak = LEAKS.search(page["text"])
     assert leak is None, f"{name} shows directive/marker text: ...{page['text'][max(0, leak.start() - 80):leak.end() + 80]}..."
+    shown = [h for h in HIDDEN if h in page["text"]]
+    assert not shown, f"{name} shows the content of hidden cells: {shown}"
     assert not page["widgetPlaceholders"], f"{name} shows a 'Loading widget' placeholder"
     broken = [i["src"] for i in page["images"] if not i["ok"]]
     assert not broken, f"{name}: images that did not load: {broken}"

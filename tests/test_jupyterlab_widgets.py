@@ -33,6 +33,17 @@ WIDGET_CASES = [
     ("tests/fixtures/widget_slider.ipynb", ".widget-vbox", ".widget-slider"),
 ]
 RUN_TIMEOUT_S = 240
+RAISES = "tests/fixtures/raises.ipynb"  # a notebook whose second cell raises: the harness must say so
+# The open notebook's cells, from JupyterLab's own model (window.jupyterapp, --LabApp.expose_app_in_browser).
+RUN_STATE_JS = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const cells = panel.content.widgets.filter(c => c.model.type === 'code' && c.model.sharedModel.getSource().trim());
+    for (const c of cells) {
+        const err = c.model.outputs.toJSON().find(o => o.output_type === 'error');
+        if (err) return {done: true, error: err.ename + ': ' + err.evalue + '\\n' + err.traceback.join('\\n')};
+    }
+    return {done: cells.length > 0 && cells.every(c => c.model.executionCount !== null), error: null};
+}"""
 
 
 @contextlib.contextmanager
@@ -80,26 +91,35 @@ def kernels(base: str, token: str) -> list[dict]:
     return json.load(urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=5))
 
 
+def shutdown_kernels(base: str, token: str) -> None:
+    for k in kernels(base, token):
+        req = urllib.request.Request(f"{base}/api/kernels/{k['id']}?token={token}", method="DELETE")
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(req, timeout=10)
+
+
 def open_and_run(context, base: str, token: str, name: str, timeout: float = RUN_TIMEOUT_S):
     """Open notebook `name` (relative to the server root) in JupyterLab, run all its cells, wait until they
     have finished, and return the page. Fails on a cell error."""
+    earlier = {k["id"] for k in kernels(base, token)}
     page = context.new_page()
     page.goto(f"{base}/lab/tree/{name}?token={token}&reset", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=30_000)
     # The kernel reports "idle" before the page is attached to it: wait for a real connection.
-    wait_until(lambda: any(k["connections"] > 0 and k["execution_state"] == "idle" for k in kernels(base, token)),
+    wait_until(lambda: any(k["id"] not in earlier and k["connections"] > 0 and k["execution_state"] == "idle"
+                           for k in kernels(base, token)),
                timeout=90, what="the notebook's kernel to be connected and idle")
     page.wait_for_selector(".jp-NotebookPanel-toolbar .jp-KernelStatus, .jp-Notebook-ExecutionIndicator", timeout=30_000)
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    # Run-all returns once the cells are queued; done when no prompt says [*] and the kernel is idle.
-    wait_until(lambda: page.evaluate(
-        "() => [...document.querySelectorAll('.jp-InputPrompt')].every(p => !p.textContent.includes('*'))")
-        and all(k["execution_state"] == "idle" for k in kernels(base, token)),
-        timeout=timeout, interval=0.5, what=f"{name} to finish running")
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
-    tracebacks = [e for e in errors if "Traceback" in e]  # stderr warnings are fine, exceptions are not
-    assert not tracebacks, f"{name} raised while running:\n{tracebacks[0][-2000:]}"
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    # Done when every non-empty code cell has an execution count (or one raised) and the kernel is idle.
+    def finished():
+        state = page.evaluate(RUN_STATE_JS)
+        if state["error"] is not None or (state["done"] and all(k["execution_state"] == "idle"
+                                                                for k in kernels(base, token))):
+            return state
+    state = wait_until(finished, timeout=timeout, interval=0.5, what=f"{name} to finish running")
+    assert state["error"] is None, f"{name} raised while running:\n{state['error'][-3000:]}"
     return page
 
 
@@ -140,7 +160,7 @@ def plot_src(page, widget: str) -> str:
 def lab(tmp_path_factory):
     ensure_chromium()
     root = tmp_path_factory.mktemp("lab")
-    for notebook, _, _ in WIDGET_CASES:  # copies: running and autosaving never touch the repository
+    for notebook in [case[0] for case in WIDGET_CASES] + [RAISES]:  # copies: running and autosaving never touch the repository
         (root / notebook).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / notebook, root / notebook)
     with jupyterlab_server(root) as (base, token), browser_context(viewport=(1280, 1000)) as context:
@@ -175,4 +195,16 @@ def test_widget_renders_and_redraws(lab, notebook, widget, control):
         page.screenshot(path=str(screenshot_path(f"jupyterlab-{stem}-page.png")))
     finally:
         page.close()
+        shutdown_kernels(base, token)
     print(f"{notebook}: opened, ran and redrawn in {time.monotonic() - t0:.1f}s")
+
+
+def test_harness_reports_a_failing_cell(lab):
+    "open_and_run fails fast, with the exception, when a cell raises (rather than waiting for its timeout)."
+    base, token, context = lab
+    t0 = time.monotonic()
+    with pytest.raises(AssertionError, match="ValueError: boom from the fixture"):
+        page = open_and_run(context, base, token, RAISES, timeout=60)
+        page.close()
+    shutdown_kernels(base, token)
+    assert time.monotonic() - t0 < 50
