@@ -90,14 +90,10 @@ def visible_images(nb: Path) -> int:
 
 
 def expected_pages() -> list[str]:
-    "The page nbdev names for each notebook (its front matter's output-file, as Quarto would)."
-    names = []
-    for nb in NBS:
-        cells = json.loads(nb.read_text())["cells"]
-        exp = next((m.group(1) for c in cells if c["cell_type"] == "code"
-                    for m in [re.search(r"^#\|\s*default_exp\s+(\S+)", "".join(c["source"]), re.M)] if m), None)
-        names.append("index.html" if nb.stem == "index" else f"{exp or nb.stem}.html")
-    return names
+    "The page nbdev names for each notebook (its front matter's output-file, as Quarto would: 03_logging -> logging.html)."
+    from nbdev.doclinks import _nbpath2html
+
+    return [_nbpath2html(Path(nb.name)).name for nb in NBS]
 
 
 def test_every_notebook_has_a_page_in_the_sidebar(visited):

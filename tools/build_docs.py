@@ -16,7 +16,10 @@ runs, and nbconvert renders the result:
    holds widget state, else a short note), and links to the notebooks and to the published site are
    made relative so that the site works offline.
 
-    python tools/build_docs.py [--out DIR] [--proc DIR] [--no-quarto]
+    python tools/build_docs.py [--nbs DIR] [--out DIR] [--proc DIR] [--no-quarto]
+
+A notebook nbdev cannot process is reported by name (with the failing cell) and makes the build fail,
+after the other pages are written.
 """
 from __future__ import annotations
 
@@ -90,20 +93,24 @@ def notebook_paths(nbs_path: Path) -> list[Path]:
     return sorted(paths, key=lambda p: (p.stem != "index", str(p.relative_to(nbs_path))))
 
 
-def process_notebooks(nbs_path: Path, paths: list[Path], proc: Path, workers: int = 0) -> None:
-    "Run nbdev's own notebook processors (what `proc_nbs` runs) on each notebook, into `proc`."
-    from fastcore.parallel import parallel
+def process_notebooks(nbs_path: Path, paths: list[Path], proc: Path) -> dict[Path, str]:
+    """Run nbdev's own notebook processors (what `proc_nbs` runs) on each notebook, into `proc`.
+    Returns {notebook: error} for those nbdev could not process (the others are still written)."""
     from nbdev.processors import FilterDefaults
     import nbdev.serve_drv
 
     shutil.rmtree(proc, ignore_errors=True)
-    jobs = []
+    failed = {}
     for src in paths:
         dst = proc / src.relative_to(nbs_path)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        jobs.append((src, dst, FilterDefaults))
-    kw = {"method": "spawn"} if workers > 0 else {}
-    parallel(nbdev.serve_drv.main, jobs, n_workers=workers, pause=0.01, **kw)
+        try:
+            nbdev.serve_drv.main((src, dst, FilterDefaults))
+        except Exception as exc:  # nbdev names the notebook and cell; add the cause
+            os.environ.pop("IN_TEST", None)
+            cause = f"\n  caused by {type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else ""
+            failed[src] = f"{exc}{cause}"
+    return failed
 
 
 def front_matter(nb) -> dict:
@@ -268,6 +275,7 @@ def inline_markdown(text: str) -> str:
 
 
 def render_site(cfg, proc: Path, out: Path, paths: list[Path], nbs_path: Path) -> list[Path]:
+    "One HTML page per processed notebook in `paths`, each with a sidebar listing them all."
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -315,7 +323,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proc", type=Path, help="processed notebooks (default: _proc, as nbdev)")
     ap.add_argument("--nbs", type=Path, help="notebooks folder (default: settings.ini nbs_path, nbs)")
     ap.add_argument("--no-quarto", action="store_true", help="use the static renderer even if Quarto is installed")
-    ap.add_argument("--workers", type=int, default=0, help="processes for nbdev's processing (0: in this one)")
     args = ap.parse_args(argv)
 
     cfg = nbdev_config()
@@ -329,12 +336,18 @@ def main(argv: list[str] | None = None) -> int:
     nbs_path = (args.nbs or cfg.nbs_path).resolve()
     paths = notebook_paths(nbs_path)
     os.chdir(ROOT)
-    process_notebooks(nbs_path, paths, proc, workers=args.workers)
-    written = render_site(cfg, proc, out, paths, nbs_path)
+    failed = process_notebooks(nbs_path, paths, proc)
+    written = render_site(cfg, proc, out, [p for p in paths if p not in failed], nbs_path)
     log(f"{len(written)} pages in {out} ({time.time() - t0:.1f}s; Quarto not used: "
         f"{'--no-quarto' if shutil.which('quarto') else 'not installed'})")
     for page in written:
         log(f"  {page.relative_to(out)}")
+    if failed:
+        for src, err in failed.items():
+            log(f"FAILED: nbdev could not process {src.relative_to(nbs_path.parent)}: {err}")
+        log("nbdev runs the exported cells and every cell holding an import (to render show_doc); a cell that "
+            "imports and also uses names defined in other cells fails. Keep imports in cells of their own.")
+        return 1
     return 0
 
 
