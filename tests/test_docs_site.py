@@ -189,3 +189,25 @@ def test_quarto_configuration_for_nbdev_docs():
     assert any("nbdev_docs" in s.get("run", "") for s in steps)
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-pages-artifact"))
     assert upload["with"]["path"] == cfg.doc_path.name == "_docs"
+
+
+def test_build_names_a_notebook_nbdev_cannot_process(tmp_path):
+    """nbdev runs every cell holding an import to render show_doc; one that also uses a name from another
+    cell fails. The build says which notebook and why, still writes the other pages, and exits non-zero."""
+    import nbformat
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name, cells in [("00_good", ["#| default_exp good", "#| export\ndef hello():\n    \"Say hello.\"\n    return 1"]),
+                        ("01_bad", ["#| default_exp bad", "#| export\ndef f():\n    \"Doc.\"\n    return 2",
+                                    "x = 3", "import math\nprint(math.sqrt(x))"])]:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {name}\n> A test notebook.")]
+                                      + [nbformat.v4.new_code_cell(c) for c in cells])
+        nb.metadata["kernelspec"] = {"display_name": "python3", "language": "python", "name": "python3"}
+        nbformat.write(nb, nbs / f"{name}.ipynb")
+    res = run([sys.executable, str(ROOT / "tools" / "build_docs.py"), "--no-quarto", "--nbs", str(nbs),
+               "--out", str(tmp_path / "_docs"), "--proc", str(tmp_path / "_proc")], timeout=300, cwd=ROOT)
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "FAILED: nbdev could not process nbs/01_bad.ipynb" in res.stdout
+    assert "NameError: name 'x' is not defined" in res.stdout
+    assert (tmp_path / "_docs" / "good.html").is_file() and not (tmp_path / "_docs" / "bad.html").exists()
