@@ -15,7 +15,7 @@ TEST_ENV := OMP_NUM_THREADS=1 JUPYTER_CONFIG_DIR=$(CACHE)/jupyter JUPYTER_DATA_D
 	WANDB_CACHE_DIR=$(CACHE)/wandb WANDB_CONFIG_DIR=$(CACHE)/wandb WANDB_MODE=offline WANDB_SILENT=true
 NOTEBOOKS := $(sort $(wildcard nbs/*.ipynb))
 
-.PHONY: train test install install-dev export readme nbs docs clean help
+.PHONY: train test install install-dev export readme nbs docs browser clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,7 +42,7 @@ install-dev: $(VENV)/.dev  ## install everything the notebooks and tests use
 train: $(VENV)/.core  ## train the tiny preset and print a sample
 	$(VENV)/bin/tt-train
 
-test: $(VENV)/.dev  ## check the package matches the notebooks, then run tests/ and every notebook
+test: $(VENV)/.dev browser  ## check the package matches the notebooks, then run tests/ and every notebook
 	$(PY) tools/check_export.py
 	$(PY) tools/nb2readme.py --check
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
@@ -60,10 +60,18 @@ nbs: $(VENV)/.dev  ## run every notebook in place, clean it, export, regenerate 
 	$(VENV)/bin/nbdev_export
 	$(PY) tools/nb2readme.py
 
-docs: $(VENV)/.dev  ## build the docs site from the notebooks (Quarto when installed; else nbdev's processed notebooks)
-	@if command -v quarto >/dev/null; then $(VENV)/bin/nbdev_docs; \
-	else $(PY) -c "from nbdev.serve import proc_nbs; proc_nbs()" && \
-	echo "Quarto is not installed: processed notebooks are in _proc/ (install Quarto to render the site)."; fi
+docs: $(VENV)/.dev  ## build the docs site into _docs/ (nbdev_docs when Quarto is installed; else nbdev's processing + nbconvert)
+	$(TEST_ENV) $(PY) tools/build_docs.py
+
+# The browser tests drive Debian's chromium (never a Playwright download); install it when it is missing.
+APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
+browser:  ## install headless chromium for the browser tests with apt (as root) when /usr/bin/chromium is missing
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing chromium with apt for the browser tests (about 100 s)"; \
+		$(APT) install -y --no-install-recommends chromium >/dev/null || \
+		{ $(APT) update >/dev/null && $(APT) install -y --no-install-recommends chromium >/dev/null; }; \
+	else echo "WARNING: /usr/bin/chromium is missing and apt needs root here: the browser tests will be skipped"; fi
 
 clean:  ## remove build outputs, caches and run directories (keeps .venv)
 	rm -rf _docs _proc .cache .pytest_cache build dist *.egg-info runs test-artifacts
