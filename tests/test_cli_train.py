@@ -1,23 +1,29 @@
-"""`tt-train` as a user runs it: a real process."""
+"""`tt-train` as a user runs it: a real process, from --help to a printed sample."""
 from helpers import run
 
 
 def test_help():
     result = run(["tt-train", "--help"], timeout=60)
     assert result.returncode == 0
-    assert "usage: tt-train" in result.stdout and "--max-steps" in result.stdout
+    for flag in ("usage: tt-train", "--preset", "--config", "--resume", "--print-config", "KEY=VALUE"):
+        assert flag in result.stdout
 
 
-def test_bad_argument_exits_2():
-    result = run(["tt-train", "--max-steps", "0"], timeout=60)
-    assert result.returncode == 2
-    assert "--max-steps must be >= 1" in result.stderr
+def test_print_config_writes_nothing(tmp_path):
+    result = run(["tt-train", "--preset", "tiny", "training.max_steps=777", f"output_dir={tmp_path}", "--print-config"],
+                 timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "max_steps: 777" in result.stdout
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_short_run_prints_a_sample():
-    result = run(["tt-train", "--max-steps", "30", "--sample-tokens", "40"], timeout=300)
+def test_short_run_prints_a_sample_and_where_things_are(tmp_path):
+    result = run(["tt-train", "--preset", "tiny", "training.max_steps=30", "training.eval_every=15",
+                  "training.warmup_steps=5", "training.sample_tokens=40", "tracking.backend=console",
+                  f"output_dir={tmp_path}", "name=short", "--no-progress"], timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "trained 30 steps" in out
-    sample = out.split("-" * 60)[-1].strip()
+    sample = out.split("-" * 60)[1].strip()
     assert sample.startswith("ROMEO:") and len(sample) >= 40
+    assert f"Run directory: {tmp_path / 'short'}" in out and "tensorboard --logdir" in out
+    assert (tmp_path / "short" / "config.yaml").is_file() and (tmp_path / "short" / "short.jsonl").is_file()

@@ -131,7 +131,6 @@ BAD = {
     "heads do not divide width": ("model.d_model", ["model:\n  d_model: 100\n  n_heads: 8\n"], [], ["n_heads=8"]),
     "warmup not below max_steps": ("training.warmup_steps", [], ["training.max_steps=10"], ["max_steps=10"]),
     "bpe vocabulary too small": ("model.vocab_size", ["data:\n  tokenizer: bpe\n"], [], ["257"]),
-    "checkpoint off evaluation steps": ("checkpoint.save_every", [], ["checkpoint.save_every=300"], ["eval_every=200"]),
     "yaml syntax error": ("config", ["model: {d_model: 128\n"], [], ["invalid YAML", "line"]),
     "top level not a mapping": ("config", ["- 1\n- 2\n"], [], ["mapping"]),
     "override of an unknown key": ("model.d_modle", [], ["model.d_modle=64"], ["did you mean model.d_model"]),

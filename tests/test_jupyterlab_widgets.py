@@ -32,11 +32,10 @@ from helpers import ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 WIDGET_CASES = [
-    # (notebook, widget selector, control selector or None for a live widget). When the logging and
-    # monitoring notebooks land, add (checked against their current drafts):
-    #   ("nbs/03_logging.ipynb", ".tt-logcmp", ".tt-logcmp-smoothing"),
-    #   ("nbs/06_monitoring.ipynb", ".tt-live-loss", None),
-    ("tests/fixtures/widget_slider.ipynb", ".widget-vbox", ".widget-slider"),
+    # (notebook, widget selector, control selector or None for a live widget)
+    ("nbs/03_logging.ipynb", ".tt-logcmp", ".tt-logcmp-smoothing"),  # the JSONL comparison widget
+    ("nbs/06_monitoring.ipynb", ".tt-live-loss", None),  # the live loss plot, redrawn while training runs
+    ("tests/fixtures/widget_slider.ipynb", ".widget-vbox", ".widget-slider"),  # the harness itself
 ]
 RUN_TIMEOUT_S = 240
 RAISES = "tests/fixtures/raises.ipynb"  # a notebook whose second cell raises: the harness must say so

@@ -46,13 +46,7 @@ def test_open_in_colab_link(nb):
     assert any(link in src for src in markdown), f"{nb.name}: one of its first cells must hold {link}"
 
 
-# index.ipynb imports the package but has no Colab install cell yet; index.ipynb is the integrator's
-# to edit. Strict: this fails as soon as the cell is there, so that the marker is removed with it.
-_INDEX_NEEDS_INSTALL_CELL = pytest.mark.xfail(strict=True, reason="nbs/index.ipynb has no Colab install cell yet")
-
-
-@pytest.mark.parametrize("nb", [pytest.param(p, marks=_INDEX_NEEDS_INSTALL_CELL) if p.stem == "index" else p
-                                for p in NBS], ids=IDS)
+@pytest.mark.parametrize("nb", NBS, ids=IDS)
 def test_colab_install_cell(nb):
     "A code cell installs the package, only inside Colab, before any code uses the package."
     code = [c for c in cells(nb) if c["cell_type"] == "code"]

@@ -363,7 +363,7 @@ class CheckpointConfig:
     keep_best_n: int = 3  # keep this many best checkpoints by `monitor`; 0 keeps none
     monitor: str = "val/loss"  # metric that ranks checkpoints
     mode: Literal["min", "max"] = "min"  # min: lower `monitor` is better
-    save_every: int = 200  # save a checkpoint every this many steps
+    save_every: int = 200  # also save a resumable (unranked) checkpoint every this many steps; evaluations always save
     keep_every_n_steps: int | None = None  # also keep one checkpoint every this many steps forever; null: none
     save_last: bool = True  # always keep the most recent checkpoint as `last`
     resume: str | None = None  # null: start fresh; 'auto': newest checkpoint of this run; or a checkpoint path
@@ -415,10 +415,6 @@ class ExperimentConfig:
         if self.data.tokenizer == "bpe" and self.model.vocab_size < 257:
             problems.append(("model.vocab_size", f"{self.model.vocab_size} is too small for data.tokenizer='bpe'; "
                              "expected >= 257 (256 byte tokens plus merges), e.g. 1000"))
-        ck, tr = self.checkpoint, self.training
-        if ck.monitor.startswith("val/") and ck.save_every % tr.eval_every:
-            problems.append(("checkpoint.save_every", f"{ck.save_every} is not a multiple of training.eval_every={tr.eval_every}; "
-                             f"checkpoints ranked by {ck.monitor!r} must be saved on evaluation steps"))
         return problems
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def render(nb_path: Path) -> str:
     for cell in nb["cells"]:
         source = _text(cell["source"]).strip("\n")
         if cell["cell_type"] == "markdown":
-            parts.append(source)
+            # index.ipynb links its sibling notebooks as `00_data.ipynb`; from the README they live in nbs/.
+            parts.append(re.sub(r"\]\((?!https?://|nbs/)([\w.-]+\.ipynb)\)", r"](nbs/\1)", source))
         elif cell["cell_type"] == "code":
             lines = source.splitlines()
             if any(line.strip().replace(" ", "") in ("#|hide", "#|exporti") for line in lines):
