@@ -4,8 +4,8 @@ bf16 + torch.compile; fused AdamW, SDPA attention, pinned non-blocking batches.
 
     PYTHONPATH=. python bench/gpu_throughput.py [--steps 10] [--batch 16] [--json OUT]
 
-FLOPs per token follow the usual accounting: 6 x (non-embedding parameters + tied head) for the matmuls,
-plus 12 x layers x context x width for attention scores and values (forward + backward).
+FLOPs per token and the device's peak come from tiny_transformer.monitoring (6 x matmul weights incl. the
+tied head, plus 12 x layers x context x width for attention; dense bf16 peak by device name).
 """
 from __future__ import annotations
 
@@ -16,34 +16,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 import torch.nn.functional as F
 from tiny_transformer.model import TinyTransformerLM
-
-# Dense bf16 peaks (NVIDIA datasheets, without sparsity), FLOP/s.
-PEAK_BF16 = {"H100 SXM": 989e12, "H100 80GB HBM3": 989e12, "H100 PCIe": 756e12, "H200": 989e12, "A100": 312e12,
-             "L4": 121e12, "A10G": 70e12, "T4": 65e12}
-
-
-def peak_for(name: str) -> float | None:
-    for key, value in PEAK_BF16.items():
-        if key in name:
-            return value
-    return None
-
-
-def flops_per_token(cfg: dict, seq: int) -> float:
-    d, L, ff, V = cfg["d_model"], cfg["n_layers"], cfg["d_ff"], cfg["vocab_size"]
-    per_layer = 4 * d * d + 2 * d * ff  # qkv + proj, and the MLP, weights only
-    matmul_params = L * per_layer + V * d  # + the (tied) output head
-    return 6 * matmul_params + 12 * L * seq * d
-
+from tiny_transformer.monitoring import model_flops_per_token, peak_flops
 
 def run(steps: int, batch: int, seq: int) -> dict:
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     cfg = dict(vocab_size=65, d_model=768, n_heads=12, n_layers=12, d_ff=3072, max_seq_len=seq, dropout=0.0)
-    fpt = flops_per_token(cfg, seq)
+    fpt = model_flops_per_token(cfg, seq)
     name = torch.cuda.get_device_name()
-    peak = peak_for(name)
+    peak = peak_flops(device, torch.bfloat16)  # the device's dense bf16 peak, from the monitoring notebook's table
     data = torch.randint(0, 65, (batch, seq + 1), generator=torch.Generator().manual_seed(0))
     x = data[:, :-1].pin_memory().to(device, non_blocking=True)
     y = data[:, 1:].pin_memory().to(device, non_blocking=True)

@@ -135,8 +135,10 @@ def test_internal_links_resolve(visited):
 def test_api_reference_code_and_plots(visited):
     pages = visited["pages"]
     modules = [p for p in expected_pages() if p != "index.html"]
+    reexport_only = {"utils.html"}  # 05a_utils only gathers names documented on their own pages
     for name in modules:  # every module page documents its exported names (nbdev's show_doc)
-        assert pages[name]["apiHeadings"] > 0, f"{name} has no show_doc API reference"
+        if name not in reexport_only:
+            assert pages[name]["apiHeadings"] > 0, f"{name} has no show_doc API reference"
         assert pages[name]["codeCells"] > 0, f"{name} shows no code"
     assert "TinyTransformerLM" in pages["model.html"]["text"]
     for nb, name in zip(NBS, expected_pages()):  # every plot a reader should see is on the page, loaded

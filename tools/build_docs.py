@@ -73,6 +73,7 @@ _re_directive = re.compile(r"^\s*#\s*\|\s*(.*)$")
 # Pandoc link attributes, as nbdev's show_doc writes them: [source](url){target="_blank" style="..."}
 _re_link_attrs = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)\{([^}]*)\}")
 _re_href = re.compile(r'(href|src)="([^"]*)"')
+_re_anchor_link = re.compile(r'<a href="([\w.-]+\.html)?#([^"]+)"([^>]*)>(.*?)</a>', re.S)
 
 
 def log(msg: str) -> None:
@@ -268,6 +269,27 @@ def add_pandoc_ids(page_html: str) -> str:
     return re.sub(r'<h([1-6]) id="([^"]*)">(.*?)</h\1>', repl, page_html, flags=re.S)
 
 
+def resolve_anchors(files: list[Path]) -> None:
+    """Point doc links at anchors that exist. nbdev links every backticked name it knows: private helpers
+    (`_coerce`) and methods shown only with their class (`TrainingLogger.log_metrics`) have no section of
+    their own. Such a link goes to the class's section when there is one, and otherwise keeps its code
+    text without a link."""
+    ids = {f.name: set(re.findall(r'id="([^"]*)"', f.read_text(encoding="utf-8"))) for f in files}
+    for f in files:
+        def repl(m, here=f.name):
+            page, frag = m.group(1) or here, html.unescape(m.group(2))
+            if page not in ids or frag in ids[page]:
+                return m.group(0)
+            owner = frag.split(".")[0]
+            if "." in frag and owner in ids[page]:
+                return f'<a href="{m.group(1) or ""}#{owner}"{m.group(3)}>{m.group(4)}</a>'
+            return m.group(4)
+        text = f.read_text(encoding="utf-8")
+        fixed = _re_anchor_link.sub(repl, text)
+        if fixed != text:
+            f.write_text(fixed, encoding="utf-8")
+
+
 def inline_markdown(text: str) -> str:
     "Escape a front-matter string for HTML, keeping its `code spans` (as Quarto renders a description)."
     parts = re.split(r"`([^`]+)`", text)
@@ -313,6 +335,7 @@ def render_site(cfg, proc: Path, out: Path, paths: list[Path], nbs_path: Path) -
                 part.startswith((".", "_")) for part in rel.parts):
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, out / rel)
+    resolve_anchors(written)
     (out / ".nojekyll").touch()
     return written
 

@@ -1,0 +1,221 @@
+#!/usr/bin/env python
+"""One prepared check of the GPU path, run from the working tree without installing:
+
+    PYTHONPATH=. python bench/gpu_check.py            # or: bash bench/gpu_check.sh
+
+On CUDA it (1) runs the training notebook's cells tagged `gpu` (fp32, fp16 + GradScaler, bf16);
+(2) measures a GPT-2-small-sized model (bf16, fused AdamW, SDPA flash attention, torch.compile):
+tokens/s, MFU against the device's own peak, peak memory, and the bf16-vs-fp32 and compile-vs-eager
+speedups; (3) trains nanoGPT's published character-level Shakespeare configuration with the Trainer
+and reports validation loss and wall time; (4) saves, reloads and resumes a checkpoint on the GPU;
+(5) exports ONNX and runs it with ONNX Runtime (CUDA provider when available). Results go to
+bench/results/gpu-<device>.md. Without CUDA it says so and exits with status 3.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def section(results: dict, name: str):
+    "Decorator-free helper: run fn, store its dict or the error, never stop the whole check."
+    def run(fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        log(f"--- {name}")
+        try:
+            out = fn(*args, **kwargs)
+            results[name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1), **out}
+        except Exception as e:  # keep going: one broken part must not hide the others
+            traceback.print_exc()
+            results[name] = {"ok": False, "seconds": round(time.perf_counter() - t0, 1), "error": f"{type(e).__name__}: {e}"}
+        log(f"{name}: {json.dumps(results[name])[:600]}")
+        return results[name]
+    return run
+
+
+# 1. The training notebook's GPU cells ---------------------------------------------------------------
+def notebook_gpu_cells() -> dict:
+    nb = json.loads((ROOT / "nbs" / "07_training.ipynb").read_text())
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "gpu" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise RuntimeError("no cells tagged 'gpu' in nbs/07_training.ipynb")
+    from tiny_transformer.data import prepare_corpus
+    ns = {"__name__": "gpu_cells"}
+    exec("import math, os, time, json, torch\nfrom pathlib import Path\n"
+         "from tiny_transformer.training import *\nfrom tiny_transformer.config import get_tiny_config\n", ns)
+    ns["corpus"] = prepare_corpus()
+    ns["workdir"] = Path(tempfile.mkdtemp(prefix="gpu-cells-"))
+    for cell in cells:
+        exec(compile("".join(cell["source"]), "<07_training gpu cell>", "exec"), ns)
+    return {"cells": len(cells), "amp_results": ns.get("amp_results")}
+
+
+# 2. GPT-2-small-sized throughput and MFU (bench/gpu_throughput.py) ---------------------------------
+def gpt2_small_throughput(steps: int = 10, batch: int = 32) -> dict:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gpu_throughput import run
+
+    return run(steps, batch, 1024)
+
+
+# 3. nanoGPT's character-level Shakespeare configuration ---------------------------------------------
+def nanogpt_shakespeare_char(workdir: Path, max_steps: int = 5000, device: str = "cuda") -> dict:
+    from tiny_transformer.config import get_tiny_config
+    from tiny_transformer.training import Trainer
+
+    cfg = get_tiny_config()
+    cfg.name, cfg.output_dir, cfg.device, cfg.seed = "nanogpt-shakespeare-char", str(workdir), device, 1337
+    m, t = cfg.model, cfg.training
+    m.d_model, m.n_heads, m.n_layers, m.d_ff, m.max_seq_len, m.dropout = 384, 6, 6, 1536, 256, 0.2
+    t.batch_size, t.grad_accum_steps, t.max_steps = 64, 1, max_steps
+    t.learning_rate, t.min_lr_ratio, t.warmup_steps, t.lr_schedule = 1e-3, 0.1, 100, "cosine"
+    t.beta1, t.beta2, t.weight_decay, t.grad_clip = 0.9, 0.99, 0.1, 1.0
+    t.precision, t.compile = ("bf16", True) if device == "cuda" else ("fp32", False)
+    t.eval_every, t.eval_batches, t.sample_every, t.sample_tokens = min(500, max_steps), 40, 0, 200
+    if device != "cuda":  # a dry run of the script's logic on a CPU
+        m.d_model, m.n_heads, m.n_layers, m.d_ff, m.max_seq_len, t.batch_size, t.eval_batches = 64, 4, 2, 256, 64, 8, 2
+        t.warmup_steps = max(1, max_steps // 10)
+    cfg.tracking.backend, cfg.logging.console = "none", False
+    trainer = Trainer(cfg, progress=False)
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    wall = time.perf_counter() - t0
+    evals = [h for h in trainer.history if "val/loss" in h]
+    return {"val_loss": round(result["val/loss"], 4), "best_val_loss": round(result["best_metric"], 4),
+            "wall_time_s": round(wall, 1), "steps": result["step"], "tokens_per_s": round(result["tokens_seen"] / wall),
+            "val_curve": [(h["step"], round(h["val/loss"], 3)) for h in evals],
+            "sample": getattr(trainer, "last_sample", "")[:300], "run_dir": str(trainer.run_dir)}
+
+
+# 4. Checkpoint save / reload / resume on the GPU -----------------------------------------------------
+def checkpoint_resume(run_dir: Path, device: str = "cuda") -> dict:
+    from tiny_transformer.config import ExperimentConfig
+    from tiny_transformer.training import Trainer, evaluate, load_model_from_checkpoint
+    from tiny_transformer.utils.checkpoint import CheckpointManager
+
+    manager = CheckpointManager(run_dir / "checkpoints")
+    best = manager.get_best_checkpoint_path()
+    model, tokenizer, state = load_model_from_checkpoint(best, device)
+    cfg = ExperimentConfig.from_dict(state["config"])
+    trainer = Trainer(cfg, resume="auto", progress=False, run_dir=run_dir)
+    reloaded = evaluate(model, trainer.val_batches, device, trainer.amp_dtype)
+    # Resume the finished run for 50 more steps from its last checkpoint.
+    cfg.training.max_steps = state["step"] + 50 if state["step"] >= cfg.training.max_steps else cfg.training.max_steps
+    trainer = Trainer(cfg, resume="auto", progress=False, run_dir=run_dir)
+    out = trainer.fit()
+    return {"best_checkpoint": best.name, "best_step": state["step"], "reloaded_val_loss": round(reloaded["val/loss"], 4),
+            "recorded_val_loss": round(state["metrics"].get("val/loss", float("nan")), 4),
+            "resumed_to_step": out["step"], "resumed_status": out["status"]}
+
+
+# 5. ONNX export and ONNX Runtime ------------------------------------------------------------------
+def onnx_runtime(run_dir: Path) -> dict:
+    import onnxruntime as ort
+    from tiny_transformer.export import export_metadata, export_onnx
+    from tiny_transformer.training import load_model_from_checkpoint
+    from tiny_transformer.utils.checkpoint import CheckpointManager
+
+    model, tokenizer, _ = load_model_from_checkpoint(CheckpointManager(run_dir / "checkpoints").get_best_checkpoint_path(), "cpu")
+    path = run_dir / "model.onnx"
+    export_onnx(model, path, export_metadata(model, tokenizer.state_dict(), "onnx"))
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    sess = ort.InferenceSession(str(path), providers=providers)
+    ids = torch.randint(0, model.config["vocab_size"], (4, 128))
+    with torch.no_grad():
+        ref = model(ids).numpy()
+    inp = sess.get_inputs()[0].name
+    got = sess.run(None, {inp: ids.numpy()})[0]
+    t0 = time.perf_counter()
+    for _ in range(20):
+        sess.run(None, {inp: ids.numpy()})
+    return {"providers_available": ort.get_available_providers(), "provider_used": sess.get_providers()[0],
+            "max_abs_diff": float(abs(ref - got).max()), "ms_per_batch4x128": round(1000 * (time.perf_counter() - t0) / 20, 2),
+            "file_mb": round(path.stat().st_size / 1e6, 2)}
+
+
+def write_report(results: dict, out_dir: Path, command: str) -> Path:
+    name = results["device"].replace(" ", "-").replace("/", "-").replace("(", "").replace(")", "")
+    path = out_dir / f"gpu-{name}.md"
+    lines = [f"# GPU check on {results['device']}", "",
+             f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
+             f"- command: `{command}`",
+             f"- torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}", ""]
+    g = results.get("gpt2_small", {})
+    if g.get("ok"):
+        lines += ["## GPT-2-small-sized model (768 wide, 12 layers, 12 heads, context 1024, char vocabulary)", "",
+                  f"batch {g['batch']} x {g['seq']} tokens; {g['flops_per_token'] / 1e9:.3f} GFLOP/token; "
+                  f"bf16 dense peak {g['peak_bf16'] / 1e12:.0f} TFLOP/s", "",
+                  "| variant | tokens/s | step ms | MFU (vs bf16 peak) | peak memory GB |", "|---|---|---|---|---|"]
+        for v in ("fp32_eager", "bf16_eager", "bf16_compile"):
+            r = g[v]
+            lines.append(f"| {v} | {r['tokens_per_s']:,} | {r['step_ms']} | {r['mfu']:.1%} | {r['peak_mem_gb']} |")
+        lines += ["", f"speedup bf16 vs fp32 (TF32 matmuls): {g['bf16_vs_fp32']}x; "
+                      f"compile vs eager (bf16): {g['compile_vs_eager']}x", ""]
+    n = results.get("nanogpt_char", {})
+    if n.get("ok"):
+        lines += ["## nanoGPT shakespeare-char configuration (6 layers, 6 heads, 384 wide, context 256, batch 64, dropout 0.2)", "",
+                  f"- {n['steps']} steps in {n['wall_time_s']} s ({n['tokens_per_s']:,} tokens/s, bf16 + compile)",
+                  f"- final val loss {n['val_loss']}, best {n['best_val_loss']}",
+                  f"- val curve: {n['val_curve']}", ""]
+    lines += ["## All results (JSON)", "", "```json", json.dumps(results, indent=1, default=str), "```", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for gpu-<device>.md")
+    parser.add_argument("--nanogpt-steps", type=int, default=5000)
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip")
+    parser.add_argument("--cpu-dry-run", action="store_true",
+                        help="without CUDA: run the Trainer, resume and ONNX sections on a tiny CPU model (tests the script)")
+    args = parser.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and not args.cpu_dry_run:
+        print("gpu_check: CUDA is not available on this machine; this check needs an NVIDIA GPU. Nothing was run.",
+              file=sys.stderr)
+        return 3
+    skip = set(filter(None, args.skip.split(",")))
+    results: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)",
+                     "torch": torch.__version__}
+    if device == "cpu":
+        skip |= {"cells", "gpt2"}
+    workdir = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    t0 = time.perf_counter()
+    if "cells" not in skip:
+        section(results, "notebook_gpu_cells")(notebook_gpu_cells)
+    if "gpt2" not in skip:
+        section(results, "gpt2_small")(gpt2_small_throughput)
+    if "nanogpt" not in skip:
+        n = section(results, "nanogpt_char")(nanogpt_shakespeare_char, workdir, args.nanogpt_steps, device)
+        if n.get("ok"):
+            section(results, "checkpoint_resume")(checkpoint_resume, Path(n["run_dir"]), device)
+            section(results, "onnx")(onnx_runtime, Path(n["run_dir"]))
+    results["total_seconds"] = round(time.perf_counter() - t0, 1)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = write_report(results, out_dir, "bash bench/gpu_check.sh")
+    log(f"wrote {report}")
+    return 0 if all(v.get("ok", True) for v in results.values() if isinstance(v, dict)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
