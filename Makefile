@@ -39,8 +39,8 @@ $(VENV)/.dev: setup.py settings.ini $(VENV)/.torch
 install: $(VENV)/.core  ## install the package and its core dependencies into .venv
 install-dev: $(VENV)/.dev  ## install everything the notebooks and tests use
 
-train: $(VENV)/.core  ## train the tiny preset and print a sample
-	$(VENV)/bin/tt-train
+train: $(VENV)/.core  ## train the tiny preset and print a sample (each run gets its own folder in runs/)
+	$(VENV)/bin/tt-train --preset tiny name=tiny-$$(date +%Y%m%d-%H%M%S)
 
 test: $(VENV)/.dev browser  ## check the package matches the notebooks, then run tests/ and every notebook
 	$(PY) tools/check_export.py

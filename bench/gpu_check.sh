@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # The device machine has no network: the corpus travels in .gpudata/ (ignored by git) when TT_DATA is unset.
 if [ -z "${TT_DATA:-}" ] && [ -f .gpudata/tinyshakespeare.txt ]; then export TT_DATA="$PWD/.gpudata/tinyshakespeare.txt"; fi
-exec python3 bench/gpu_check.py "$@"
+exec "${PYTHON:-python3}" bench/gpu_check.py "$@"  # PYTHON: an interpreter with torch (default python3)
