@@ -109,3 +109,23 @@ def test_help_and_bad_arguments(trained, tmp_path):
     torch.save({"weights": torch.zeros(2)}, bad)
     result = _tt_export("--checkpoint", bad, "--format", "onnx")
     assert result.returncode == 1 and "not a tiny_transformer checkpoint" in result.stderr
+
+
+class _Hostile:
+    "Unpickling this would run a command; tt-export must refuse it without running it."
+
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo hostile checkpoint ran",))
+
+
+def test_hostile_or_damaged_checkpoint_gets_a_clear_error(trained, tmp_path):
+    _, ckpt, _ = trained
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"model": {}, "model_config": {}, "tokenizer": {}, "x": _Hostile()}, hostile)
+    result = _tt_export("--checkpoint", hostile, "--format", "onnx", "--output", tmp_path / "h.onnx")
+    assert result.returncode == 1 and "Refused to load" in result.stderr and "hostile checkpoint ran" not in result.stdout
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(ckpt.read_bytes()[:4000])
+    result = _tt_export("--checkpoint", damaged, "--format", "onnx", "--output", tmp_path / "d.onnx")
+    assert result.returncode == 1 and "damaged or truncated" in result.stderr

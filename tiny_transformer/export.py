@@ -9,7 +9,6 @@ import argparse
 import datetime
 import json
 import logging
-import subprocess
 import sys
 import time
 import warnings
@@ -22,6 +21,9 @@ import torch.nn.functional as F
 from . import __version__
 from .data import tokenizer_from_state_dict
 from .model import TinyTransformerLM, sample_next_token
+from .utils.checkpoint import (CheckpointError, load_model_safetensors, read_checkpoint,
+                                               save_model_safetensors)
+from .utils.logging import _require, get_git_commit
 
 # %% auto #0
 __all__ = ['REQUIRED_CHECKPOINT_KEYS', 'METADATA_KEY', 'FORMATS', 'load_model_for_export', 'export_metadata', 'example_inputs',
@@ -46,17 +48,18 @@ def _strip_wrapper_prefixes(state: dict) -> dict:
     return out
 
 
-def _safetensors_info(path: Path) -> dict:
-    from safetensors import safe_open
+def _safetensors_info(path: Path) -> tuple[TinyTransformerLM, dict]:
+    "Model and metadata of a file written by `save_model_safetensors` (and so by `export_safetensors`)."
+    try:
+        model, header = load_model_safetensors(path)
+    except CheckpointError as e:
+        raise ValueError(f"{e}; write it with export_safetensors()") from None
+    info = {k: v for k, v in header.items() if k != METADATA_KEY}
+    if METADATA_KEY in header:  # export_safetensors: the export metadata as one JSON string
+        info.update(json.loads(header[METADATA_KEY]))
+        info["model_config"] = header["model_config"]
+    return model, info
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if METADATA_KEY in meta:
-        return json.loads(meta[METADATA_KEY])
-    if "model_config" in meta:  # flat layout: each value a JSON string
-        return {k: json.loads(v) for k, v in meta.items() if k in ("model_config", "tokenizer")}
-    raise ValueError(f"{path} has no model config in its safetensors metadata (keys: {sorted(meta)}); "
-                     f"write it with export_safetensors()")
 
 # %% ../nbs/08_export.ipynb #76f933d3
 def load_model_for_export(
@@ -67,13 +70,9 @@ def load_model_for_export(
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_model
-
-        info = _safetensors_info(path)
-        model = TinyTransformerLM(**info["model_config"])
-        load_model(model, str(path), device="cpu")
+        model, info = _safetensors_info(path)
     else:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(path)  # weights_only; UnsafeCheckpointError / CorruptCheckpointError
         if not isinstance(checkpoint, dict) or not all(k in checkpoint for k in REQUIRED_CHECKPOINT_KEYS):
             found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
             raise ValueError(f"{path} is not a tiny_transformer checkpoint: expected keys "
@@ -88,16 +87,10 @@ def load_model_for_export(
     return model.eval(), info
 
 # %% ../nbs/08_export.ipynb #f8b57ef0
-def _git_commit() -> str | None:
-    "The commit of the repository holding this package, or None outside a git checkout."
+def _package_dir() -> Path:
     import tiny_transformer
 
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(tiny_transformer.__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return Path(tiny_transformer.__file__).resolve().parent
 
 
 def export_metadata(model: TinyTransformerLM, tokenizer_state: dict, fmt: str, **extra) -> dict:
@@ -106,7 +99,7 @@ def export_metadata(model: TinyTransformerLM, tokenizer_state: dict, fmt: str, *
         "format": fmt,
         "model_config": dict(model.config),
         "tokenizer": tokenizer_state,
-        "git_commit": _git_commit(),
+        "git_commit": get_git_commit(_package_dir()),
         "export_date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch_version": torch.__version__,
         "tiny_transformer_version": __version__,
@@ -213,16 +206,6 @@ def load_torchscript(path: str | Path):
     return module, json.loads(extra[f"{METADATA_KEY}.json"] or "{}")
 
 # %% ../nbs/08_export.ipynb #b19677d1
-def _require(module: str, extra: str):
-    "Import an optional dependency, or say which extra installs it."
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(f"{module} is needed here: pip install \"tiny_transformer[{extra}]\"") from e
-
-
 def export_onnx(
     model: TinyTransformerLM,
     path: str | Path,
@@ -344,11 +327,9 @@ OnnxRuntimeLM.generate = _ort_generate
 
 # %% ../nbs/08_export.ipynb #3a119540
 def export_safetensors(model: TinyTransformerLM, path: str | Path, metadata: dict) -> Path:
-    "Write the weights (tied once) and `metadata` (as JSON in the header) to a `.safetensors` file."
-    from safetensors.torch import save_model
-
-    save_model(model, str(path), metadata={METADATA_KEY: json.dumps(metadata)})
-    return Path(path)
+    "`save_model_safetensors` (tied weights once, atomic) with `metadata` as JSON under `METADATA_KEY` in the header."
+    rest = {k: v for k, v in metadata.items() if k not in ("model_config", "tokenizer")}  # stored by the writer itself
+    return save_model_safetensors(model, path, metadata={METADATA_KEY: json.dumps(rest)}, tokenizer=metadata["tokenizer"])
 
 # %% ../nbs/08_export.ipynb #39369653
 def _is_torchscript(path: Path) -> bool:
@@ -472,7 +453,7 @@ def export_main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         model, info = load_model_for_export(checkpoint)
-    except (ValueError, RuntimeError, KeyError) as e:
+    except (ValueError, RuntimeError, KeyError, CheckpointError) as e:
         print(f"tt-export: cannot read {checkpoint}: {e}", file=sys.stderr)
         return 1
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from .utils.logging import _in_notebook, _require
+
 # %% auto #0
 __all__ = ['GPU_PEAK_TFLOPS', 'global_grad_norm', 'layer_grad_norms', 'model_flops_per_token', 'gpu_peak_flops',
            'measure_cpu_peak_flops', 'peak_flops', 'mfu', 'cpu_peak_rss_bytes', 'cpu_rss_bytes', 'memory_metrics',
@@ -745,23 +747,6 @@ def profile_steps(
             print(memory_table)
     traces = sorted(trace_dir.glob("*.pt.trace.json*")) if trace_dir is not None and trace_dir.exists() else []
     return ProfileReport(table, memory_table, traces, prof)
-
-# %% ../nbs/06_monitoring.ipynb #d37f1116
-def _in_notebook() -> bool:
-    "True inside a Jupyter kernel (where widgets can be shown); never imports IPython itself."
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def _require(module: str, extra: str):
-    import importlib
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(f"{module} is needed for this; install it with: pip install \"tiny_transformer[{extra}]\"") from e
 
 # %% ../nbs/06_monitoring.ipynb #aa7ccb84
 class LiveLossPlot:

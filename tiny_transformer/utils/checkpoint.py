@@ -16,7 +16,6 @@ import pickle
 import platform
 import random
 import signal
-import subprocess
 import sys
 import threading
 import warnings
@@ -29,6 +28,7 @@ import torch
 
 from ..data import sha256_file
 from ..model import TinyTransformerLM
+from .logging import get_git_state
 
 # %% auto #0
 __all__ = ['CHECKPOINT_KINDS', 'TMP_MARKER', 'MANIFEST_NAME', 'MANIFEST_FORMAT', 'capture_rng_state', 'restore_rng_state',
@@ -69,18 +69,6 @@ def restore_rng_state(state: dict) -> None:
                           f"{torch.cuda.device_count()}: CUDA RNG states were not restored.")
 
 # %% ../../nbs/05_checkpoints.ipynb #7e562fa1
-def _git_state(cwd: str | os.PathLike | None = None) -> dict:
-    "{'commit': hex or None, 'dirty': bool or None} of the git checkout around `cwd` (default: the working directory)."
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True).stdout
-    try:
-        commit = git("rev-parse", "HEAD").strip() or None
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": dirty}
-
-
 def library_versions() -> dict:
     "Versions of Python and the libraries a checkpoint's contents depend on."
     from importlib.metadata import PackageNotFoundError, version
@@ -188,7 +176,7 @@ def build_checkpoint(
         "config": _as_plain(config, "the config"),
         "sampler": _as_plain(sampler, "the sampler"),
         "rng": capture_rng_state(),
-        "git": git_state if git_state is not None else _git_state(),
+        "git": git_state if git_state is not None else get_git_state(),
         "versions": library_versions(),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "kind": kind,
@@ -527,7 +515,7 @@ def _save(
         ranked = self._ranked(self._entries + [{"metric": metric, "kind": kind, "step": step, "seq": 1 << 62}])
         state["best_metric"] = ranked[0]["metric"] if ranked else None
     if self._git is None:
-        self._git = _git_state()  # once per manager: two subprocesses per save would add to every stall
+        self._git = get_git_state()  # once per manager: two subprocesses per save would add to every stall
     state.setdefault("git_state", self._git)
     checkpoint = build_checkpoint(model, optimizer, scheduler, step, config=config, metrics=metrics, kind=kind, **state)
     path = self.checkpoint_dir / _file_name(kind, int(step))

@@ -25,9 +25,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from ..config import resolve_device
+
 # %% auto #0
 __all__ = ['NONFINITE_STRINGS', 'to_jsonable', 'decode_float', 'JSONFormatter', 'get_git_commit', 'get_git_state',
-           'resolve_device', 'collect_system_info', 'StructuredLogger', 'format_metric', 'TrainingLogger', 'LogRecords',
+           'collect_system_info', 'StructuredLogger', 'format_metric', 'TrainingLogger', 'LogRecords',
            'parse_json_logs', 'load_metrics', 'ema_smooth', 'find_logs', 'run_name', 'compare_experiments',
            'flatten_dict', 'summarize_experiments', 'LogComparisonWidget', 'compare_logs']
 
@@ -122,20 +124,9 @@ def get_git_state(path: str | os.PathLike | None = None) -> dict:
     return {"commit": commit, "dirty": None if status is None else bool(status.strip())}
 
 # %% ../../nbs/03_logging.ipynb #b855ed82
-def resolve_device(device: str | torch.device | None = "auto") -> str:
-    "'auto' (or None) → 'cuda' if available, else 'mps' if available, else 'cpu'; anything else as given."
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    return str(device)
-
-
 def collect_system_info(device: str | torch.device | None = "auto") -> dict:
     "Python/torch/CUDA versions, the resolved device, GPUs and CPU counts, as a plain dict."
+    auto = device is None or str(device) == "auto"  # an explicit device is recorded as given
     try:
         usable_cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -152,7 +143,7 @@ def collect_system_info(device: str | torch.device | None = "auto") -> dict:
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "cuda_available": cuda,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-        "device": resolve_device(device),
+        "device": resolve_device("auto") if auto else str(device),
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable_cpus,
         "torch_threads": torch.get_num_threads(),
@@ -552,12 +543,12 @@ def summarize_experiments(
 
 # %% ../../nbs/03_logging.ipynb #259ae28d
 def _in_notebook() -> bool:
-    "True inside a Jupyter kernel (where widgets can render)."
-    if "IPython" not in sys.modules:
+    "True inside a Jupyter kernel (where widgets can render); never imports IPython itself."
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
         return False
-    from IPython import get_ipython
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
+    shell = ipython.get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 class LogComparisonWidget:
