@@ -54,7 +54,7 @@ def main(names):
     device = resolve_device("auto")
     rows = [run(n, device) for n in names]
     gpu = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
-    lines = [f"# Preset validation losses (char tokenizer, train_simple)", "",
+    lines = ["# Preset validation losses (char tokenizer, train_simple)", "",
              f"- command: `python bench/config_presets.py {' '.join(names)}`",
              f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"- machine: {device} ({gpu}), torch {torch.__version__}, fp32 (TF32 matmuls on CUDA)", "",

@@ -23,7 +23,6 @@ import argparse
 import datetime
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path

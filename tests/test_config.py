@@ -3,7 +3,6 @@ plain-data export, layering order, and the error message of each kind of bad inp
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 import torch

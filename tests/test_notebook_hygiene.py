@@ -9,7 +9,6 @@ import configparser
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest

@@ -5,14 +5,14 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import BIN, ROOT, run
+from helpers import BIN, run
+from tiny_transformer.utils.checkpoint import CheckpointManager, read_checkpoint
 
 # A model small enough that a 60-step run takes a few seconds on one thread.
 FAST = ["--preset", "tiny", "model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.d_ff=128",
@@ -28,13 +28,8 @@ def train_args(tmp_path, name, steps=60, *extra):
 
 
 def final_state(run_dir: Path) -> dict:
-    "Model parameters of the newest checkpoint of a run, loaded safely."
-    manifest = json.loads((run_dir / "checkpoints" / "manifest.json").read_text())
-    entries = manifest["checkpoints"] if isinstance(manifest, dict) else manifest
-    newest = max(entries, key=lambda e: (e["step"], e.get("kind") != "emergency"))
-    state = torch.load(run_dir / "checkpoints" / newest["file"] if "file" in newest else newest["path"],
-                       map_location="cpu", weights_only=True)
-    return state
+    "The newest checkpoint of a run (as its manifest records it), loaded safely."
+    return read_checkpoint(CheckpointManager(run_dir / "checkpoints").latest_checkpoint_path())
 
 
 def param_hash(state: dict) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 import shutil
 import struct
@@ -16,7 +15,7 @@ import time
 import warnings
 import zlib
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
