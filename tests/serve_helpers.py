@@ -7,7 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
-from helpers import BIN
+from helpers import BIN, stop_process
 
 
 def free_port() -> int:
@@ -52,9 +52,4 @@ class Server:
         raise RuntimeError("tt-serve did not answer /health within 90 s")
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)

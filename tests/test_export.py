@@ -4,13 +4,11 @@ import json
 import pytest
 import torch
 
-from helpers import corpus_path, run
+from helpers import brief_checkpoint, corpus_path, run
 
-from tiny_transformer.data import fixed_batches, prepare_corpus, RandomWindowSampler
+from tiny_transformer.data import fixed_batches
 from tiny_transformer.export import (check_parity, export_metadata, export_torchscript, load_artifact,
                                      load_model_for_export, validation_loss)
-from tiny_transformer.model import TinyTransformerLM
-from tiny_transformer.training import train_simple
 
 SHAPES = [(1, 1), (3, 17), (8, 48)]  # batch and sequence length both vary; 48 is the full context
 META_KEYS = {"model_config", "tokenizer", "git_commit", "export_date", "format"}
@@ -19,17 +17,8 @@ META_KEYS = {"model_config", "tokenizer", "git_commit", "export_date", "format"}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     "A briefly trained model (40 steps) saved as a checkpoint dict, plus fixed validation batches."
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    corpus = prepare_corpus(corpus_path())
-    model = TinyTransformerLM(corpus.vocab_size, d_model=48, n_heads=4, n_layers=2, d_ff=192, max_seq_len=48, dropout=0.0)
-    val = fixed_batches(corpus.val, block_size=48, batch_size=16, n_batches=4)
-    train_simple(model, RandomWindowSampler(corpus.train, 48, 16, seed=0), val, max_steps=40, learning_rate=3e-3,
-                 warmup_steps=4, eval_every=40, progress=False)
-    path = tmp_path_factory.mktemp("export") / "ckpt.pt"
-    torch.save({"model": model.state_dict(), "model_config": model.config, "tokenizer": corpus.tokenizer.state_dict(),
-                "step": 40}, path)
-    return model.eval(), path, val
+    model, path, corpus = brief_checkpoint(tmp_path_factory.mktemp("export"), max_seq_len=48, steps=40)
+    return model, path, fixed_batches(corpus.val, block_size=48, batch_size=16, n_batches=4)
 
 
 def _tt_export(*args):

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from browser import browser_context, ensure_chromium, free_port, screenshot_path, wait_until
-from helpers import ROOT
+from helpers import ROOT, stop_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -84,12 +84,7 @@ def jupyterlab_server(root: Path):
         wait_until(up, timeout=90, what="the JupyterLab server")
         yield base, token
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)
         log.close()
 
 

@@ -5,28 +5,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
 
-from helpers import corpus_path, run
+from helpers import brief_checkpoint, run
 from serve_helpers import Server, call
 
-from tiny_transformer.data import prepare_corpus, RandomWindowSampler, fixed_batches
-from tiny_transformer.model import TinyTransformerLM
-from tiny_transformer.training import train_simple
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     "A briefly trained checkpoint, exported by tt-export to ONNX and safetensors."
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    corpus = prepare_corpus(corpus_path())
-    model = TinyTransformerLM(corpus.vocab_size, d_model=48, n_heads=4, n_layers=2, d_ff=192, max_seq_len=64, dropout=0.0)
-    train_simple(model, RandomWindowSampler(corpus.train, 64, 16, seed=0), fixed_batches(corpus.val, 64, 16, 2),
-                 max_steps=30, learning_rate=3e-3, warmup_steps=3, eval_every=30, progress=False)
     d = tmp_path_factory.mktemp("serve")
-    ckpt = d / "ckpt.pt"
-    torch.save({"model": model.state_dict(), "model_config": model.config, "tokenizer": corpus.tokenizer.state_dict()}, ckpt)
+    _, ckpt, _ = brief_checkpoint(d, max_seq_len=64, steps=30)
     for fmt, name in (("onnx", "model.onnx"), ("safetensors", "model.safetensors")):
         result = run(["tt-export", "--checkpoint", str(ckpt), "--format", fmt, "--output", str(d / name)], timeout=240)
         assert result.returncode == 0, result.stderr

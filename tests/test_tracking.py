@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, ROOT
+from helpers import BIN, ROOT, stop_process
 
 pytest.importorskip("tensorboard")
 
@@ -74,12 +74,7 @@ def test_tensorboard_events_read_back_and_are_served(tmp_path):
         assert run_key in tags, tags
         assert {"train/loss", "val/perplexity", "final/val_loss"} <= set(tags[run_key])
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=20)
+        stop_process(server, timeout=20)
     assert server.returncode is not None
 
 
