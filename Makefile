@@ -32,14 +32,19 @@ $(VENV)/.core: setup.py settings.ini $(VENV)/.torch
 	$(PIP) install --quiet -e .
 	touch $@
 
+# make train: the core plus TensorBoard and wandb (offline), so the run's logs open in a tracker.
+$(VENV)/.tracking: setup.py settings.ini $(VENV)/.torch
+	$(PIP) install --quiet -e ".[tracking]"
+	touch $@ $(VENV)/.core
+
 $(VENV)/.dev: setup.py settings.ini $(VENV)/.torch
 	$(PIP) install --quiet -e ".[dev]"
-	touch $@ $(VENV)/.core
+	touch $@ $(VENV)/.core $(VENV)/.tracking
 
 install: $(VENV)/.core  ## install the package and its core dependencies into .venv
 install-dev: $(VENV)/.dev  ## install everything the notebooks and tests use
 
-train: $(VENV)/.core  ## train the tiny preset and print a sample (each run gets its own folder in runs/)
+train: $(VENV)/.tracking  ## train the tiny preset and print a sample (each run gets its own folder in runs/)
 	$(VENV)/bin/tt-train --preset tiny name=tiny-$$(date +%Y%m%d-%H%M%S)
 
 test: $(VENV)/.dev browser  ## check the package matches the notebooks, then run tests/ and every notebook
