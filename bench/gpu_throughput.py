@@ -64,7 +64,6 @@ def run(steps: int, batch: int, seq: int) -> dict:
                       "mfu": round(tps * fpt / peak, 4) if peak else None, "warmup_s": round(warm, 1),
                       "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2), "loss": round(loss.item(), 3)}
         print(label, out[label], flush=True)
-        del model, opt, fwd
         torch.cuda.empty_cache()
     out["bf16_vs_fp32"] = round(out["bf16_eager"]["tokens_per_s"] / out["fp32_eager"]["tokens_per_s"], 2)
     out["compile_vs_eager"] = round(out["bf16_compile"]["tokens_per_s"] / out["bf16_eager"]["tokens_per_s"], 2)

@@ -19,7 +19,7 @@ import torch
 # %% auto #0
 __all__ = ['SHAKESPEARE_URL', 'SHAKESPEARE_SHA256', 'SHAKESPEARE_FILENAME', 'TOKENIZERS', 'CorpusNotFoundError',
            'default_cache_dir', 'sha256_file', 'download_corpus', 'resolve_corpus', 'load_text', 'CharTokenizer',
-           'BPETokenizer', 'tokenizer_from_state_dict', 'CorpusData', 'split_text', 'prepare_corpus',
+           'BPETokenizer', 'tokenizer_from_state_dict', 'CorpusData', 'split_text', 'prepare_corpus', 'to_device',
            'RandomWindowSampler', 'fixed_batches']
 
 # %% ../nbs/00_data.ipynb #c655f2e3
@@ -285,6 +285,13 @@ def prepare_corpus(
     return CorpusData(tok, as_tensor(train_text), as_tensor(val_text), source)
 
 # %% ../nbs/00_data.ipynb #8f29fbe8
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    "Move a CPU batch to `device`; to a GPU through pinned memory, without blocking the host."
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 class RandomWindowSampler:
     "Draw batches of random (input, target) windows from a 1-D token tensor, with its own RNG."
 
@@ -311,12 +318,8 @@ class RandomWindowSampler:
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         "The next batch: inputs and next-token targets, each (batch_size, block_size)."
         ix = torch.randint(len(self.windows), (self.batch_size,), generator=self.generator)
-        chunk = self.windows[ix]
+        chunk = to_device(self.windows[ix], self.device)
         self.batches_drawn += 1
-        if self.device.type == "cuda":
-            chunk = chunk.pin_memory().to(self.device, non_blocking=True)
-        elif self.device.type != "cpu":
-            chunk = chunk.to(self.device)
         return chunk[:, :-1], chunk[:, 1:]
 
     def __iter__(self):

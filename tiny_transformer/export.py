@@ -21,31 +21,19 @@ import torch.nn.functional as F
 from . import __version__
 from .data import tokenizer_from_state_dict
 from .model import TinyTransformerLM, sample_next_token
-from .utils.checkpoint import (CheckpointError, load_model_safetensors, read_checkpoint,
-                                               save_model_safetensors)
+from .training import load_model_from_checkpoint
+from .utils.checkpoint import CheckpointError, load_model_safetensors, save_model_safetensors
 from .utils.logging import _require, get_git_commit
 
 # %% auto #0
-__all__ = ['REQUIRED_CHECKPOINT_KEYS', 'METADATA_KEY', 'FORMATS', 'load_model_for_export', 'export_metadata', 'example_inputs',
-           'dynamic_dims', 'export_torch_program', 'load_torch_program', 'parity_shapes', 'check_parity',
-           'format_parity', 'export_torchscript', 'load_torchscript', 'export_onnx', 'read_onnx_metadata',
-           'ort_session', 'OnnxRuntimeLM', 'GenerationTimeout', 'generate_from_logits', 'export_safetensors',
-           'load_artifact', 'quantize_onnx_int8', 'validation_loss', 'export_main']
+__all__ = ['METADATA_KEY', 'FORMATS', 'load_model_for_export', 'export_metadata', 'example_inputs', 'dynamic_dims',
+           'export_torch_program', 'load_torch_program', 'parity_shapes', 'check_parity', 'format_parity',
+           'export_torchscript', 'load_torchscript', 'export_onnx', 'read_onnx_metadata', 'ort_session',
+           'OnnxRuntimeLM', 'GenerationTimeout', 'generate_from_logits', 'export_safetensors', 'load_artifact',
+           'quantize_onnx_int8', 'validation_loss', 'export_main']
 
 # %% ../nbs/08_export.ipynb #50c0db5b
-REQUIRED_CHECKPOINT_KEYS = ("model", "model_config", "tokenizer")
 METADATA_KEY = "tiny_transformer"  # the key under which every artifact stores its metadata (JSON)
-
-
-def _strip_wrapper_prefixes(state: dict) -> dict:
-    "Remove the key prefixes that torch.compile (`_orig_mod.`) and DDP (`module.`) add."
-    out = {}
-    for key, value in state.items():
-        for prefix in ("_orig_mod.", "module."):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    return out
 
 
 def _safetensors_info(path: Path) -> tuple[TinyTransformerLM, dict]:
@@ -72,17 +60,11 @@ def load_model_for_export(
     if path.suffix == ".safetensors":
         model, info = _safetensors_info(path)
     else:
-        checkpoint = read_checkpoint(path)  # weights_only; UnsafeCheckpointError / CorruptCheckpointError
-        if not isinstance(checkpoint, dict) or not all(k in checkpoint for k in REQUIRED_CHECKPOINT_KEYS):
-            found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-            raise ValueError(f"{path} is not a tiny_transformer checkpoint: expected keys "
-                             f"{list(REQUIRED_CHECKPOINT_KEYS)}, found {found}")
+        model, _, checkpoint = load_model_from_checkpoint(path)
         info = {"model_config": dict(checkpoint["model_config"]), "tokenizer": checkpoint["tokenizer"]}
         for key in ("step", "git"):  # where the weights came from, when the checkpoint says
             if checkpoint.get(key) is not None:
                 info[key] = checkpoint[key]
-        model = TinyTransformerLM(**info["model_config"])
-        model.load_state_dict(_strip_wrapper_prefixes(checkpoint["model"]))
     info["source"] = str(path)
     return model.eval(), info
 
