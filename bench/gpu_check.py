@@ -126,14 +126,18 @@ def checkpoint_resume(run_dir: Path, device: str = "cuda") -> dict:
 # 5. ONNX export and ONNX Runtime ------------------------------------------------------------------
 def onnx_runtime(run_dir: Path) -> dict:
     import onnxruntime as ort
-    from tiny_transformer.export import export_metadata, export_onnx
+    from tiny_transformer.export import ONNX_OPSET, export_metadata, export_onnx
     from tiny_transformer.training import load_model_from_checkpoint
     from tiny_transformer.utils.checkpoint import CheckpointManager
 
     model, tokenizer, _ = load_model_from_checkpoint(CheckpointManager(run_dir / "checkpoints").get_best_checkpoint_path(), "cpu")
     path = run_dir / "model.onnx"
-    export_onnx(model, path, export_metadata(model, tokenizer.state_dict(), "onnx"))
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    # opset 23's Attention needs ONNX Runtime >= 1.23 and is not on every GPU provider: the CUDA run uses
+    # opset 20, whose decomposed attention runs entirely on the GPU.
+    ort_version = tuple(int(x) for x in ort.__version__.split(".")[:2])
+    opset = 20 if providers[0] == "CUDAExecutionProvider" or ort_version < (1, 23) else ONNX_OPSET
+    export_onnx(model, path, export_metadata(model, tokenizer.state_dict(), "onnx"), opset=opset)
     sess = ort.InferenceSession(str(path), providers=providers)
     ids = torch.randint(0, model.config["vocab_size"], (4, min(128, model.max_seq_len)))
     with torch.no_grad():
@@ -143,7 +147,8 @@ def onnx_runtime(run_dir: Path) -> dict:
     t0 = time.perf_counter()
     for _ in range(20):
         sess.run(None, {inp: ids.numpy()})
-    return {"providers_available": ort.get_available_providers(), "provider_used": sess.get_providers()[0],
+    return {"onnxruntime": ort.__version__, "opset": opset,
+            "providers_available": ort.get_available_providers(), "provider_used": sess.get_providers()[0],
             "max_abs_diff": float(abs(ref - got).max()), "ms_per_batch": round(1000 * (time.perf_counter() - t0) / 20, 2),
             "file_mb": round(path.stat().st_size / 1e6, 2)}
 

@@ -42,6 +42,39 @@ def test_cli_export_and_parity_at_three_shapes(trained, tmp_path, fmt, name):
     assert report["max_abs_diff"] <= 1e-4, report
 
 
+def _onnx_graph(path):
+    import onnx
+    proto = onnx.load(str(path))
+    return {o.domain or "ai.onnx": o.version for o in proto.opset_import}["ai.onnx"], list(proto.graph.node)
+
+
+def test_onnx_default_opset_has_one_3d_attention_per_layer_and_20_still_works(trained, tmp_path):
+    model, ckpt, _ = trained
+    default, old = tmp_path / "m.onnx", tmp_path / "m20.onnx"
+    assert _tt_export("--checkpoint", ckpt, "--format", "onnx", "--output", default).returncode == 0
+    opset, nodes = _onnx_graph(default)
+    attention = [n for n in nodes if n.op_type == "Attention"]
+    assert opset == 23 and len(attention) == model.config["n_layers"]
+    producers = {out: n.op_type for n in nodes for out in n.output}
+    for node in attention:  # folded: q, k, v come straight from the qkv projection's Split, heads given as attributes
+        assert {producers[name] for name in node.input} == {"Split"}
+        heads = {a.name: a.i for a in node.attribute if a.name.endswith("num_heads")}
+        assert heads == {"q_num_heads": model.config["n_heads"], "kv_num_heads": model.config["n_heads"]}
+    assert not [n for n in nodes if n.op_type == "Transpose"]
+
+    result = _tt_export("--checkpoint", ckpt, "--format", "onnx", "--opset", "20", "--output", old)
+    assert result.returncode == 0 and "parity OK" in result.stdout, result.stderr
+    opset, nodes = _onnx_graph(old)
+    assert opset == 20 and not [n for n in nodes if n.op_type == "Attention"]
+    assert {"Softmax", "Transpose"} <= {n.op_type for n in nodes}  # attention spelled out in primitives
+    fn, _ = load_artifact(old)
+    assert check_parity(model, fn, SHAPES)["max_abs_diff"] <= 1e-4
+    for bad in ("17", "24"):
+        result = _tt_export("--checkpoint", ckpt, "--format", "onnx", "--opset", bad, "--output", tmp_path / "x.onnx")
+        assert result.returncode == 2 and "--opset must be between 18 and 23" in result.stderr
+        assert not (tmp_path / "x.onnx").exists()
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_torchscript_trace_and_script(trained, tmp_path):
     model, _, _ = trained

@@ -26,11 +26,12 @@ from .utils.checkpoint import CheckpointError, load_model_safetensors, save_mode
 from .utils.logging import _require, get_git_commit
 
 # %% auto #0
-__all__ = ['METADATA_KEY', 'FORMATS', 'load_model_for_export', 'export_metadata', 'example_inputs', 'dynamic_dims',
-           'export_torch_program', 'load_torch_program', 'parity_shapes', 'check_parity', 'format_parity',
-           'export_torchscript', 'load_torchscript', 'export_onnx', 'read_onnx_metadata', 'ort_session',
-           'OnnxRuntimeLM', 'GenerationTimeout', 'generate_from_logits', 'export_safetensors', 'load_artifact',
-           'quantize_onnx_int8', 'validation_loss', 'export_main']
+__all__ = ['METADATA_KEY', 'ONNX_OPSET', 'MIN_ONNX_OPSET', 'FORMATS', 'load_model_for_export', 'export_metadata',
+           'example_inputs', 'dynamic_dims', 'export_torch_program', 'load_torch_program', 'parity_shapes',
+           'check_parity', 'format_parity', 'export_torchscript', 'load_torchscript', 'fold_attention_heads',
+           'export_onnx', 'read_onnx_metadata', 'ort_session', 'OnnxRuntimeLM', 'GenerationTimeout',
+           'generate_from_logits', 'export_safetensors', 'load_artifact', 'quantize_onnx_int8', 'validation_loss',
+           'export_main']
 
 # %% ../nbs/08_export.ipynb #50c0db5b
 METADATA_KEY = "tiny_transformer"  # the key under which every artifact stores its metadata (JSON)
@@ -187,19 +188,91 @@ def load_torchscript(path: str | Path):
     module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     return module, json.loads(extra[f"{METADATA_KEY}.json"] or "{}")
 
+# %% ../nbs/08_export.ipynb #0a7a1502
+def fold_attention_heads(proto) -> int:
+    "Rewrite each 4-D `Attention` between head-splitting Reshape+Transpose pairs into the 3-D form; returns how many."
+    from onnx import helper
+    graph = proto.graph
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*graph.value_info, *graph.input, *graph.output]}
+    producer = {out: node for node in graph.node for out in node.output}
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+
+    def sole_reader(name, op_type):  # the one node that reads `name`, if it is an `op_type`
+        users = readers.get(name, [])
+        ok = len(users) == 1 and users[0].op_type == op_type and name not in graph_outputs
+        return users[0] if ok else None
+
+    def swaps_axes_1_2(node):
+        perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
+        return node is not None and node.op_type == "Transpose" and perm == [[0, 2, 1, 3]]
+
+    def heads_of(reshape):  # (b, s, h*d) -> (b, s, h, d): h, else None
+        src, dst = shapes.get(reshape.input[0]), shapes.get(reshape.output[0])
+        if not src or not dst or len(src) != 3 or len(dst) != 4 or src[:2] != dst[:2]:
+            return None
+        h, d = dst[2], dst[3]
+        return h if isinstance(h, int) and isinstance(d, int) and h > 0 and h * d == src[2] else None
+
+    dropped, folded = set(), 0
+    for att in [n for n in graph.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")]:
+        if len(att.input) != 3 or len(att.output) != 1:
+            continue  # a mask, a bias or a KV cache: not this pattern
+        pairs = []
+        for name in att.input:
+            transpose = producer.get(name)
+            reshape = producer.get(transpose.input[0]) if swaps_axes_1_2(transpose) else None
+            if (reshape is None or reshape.op_type != "Reshape" or sole_reader(name, "Attention") is None
+                    or sole_reader(reshape.output[0], "Transpose") is None):
+                break
+            pairs.append((reshape, transpose))
+        heads = {heads_of(reshape) for reshape, _ in pairs}
+        if len(pairs) != 3 or len(heads) != 1 or None in heads:
+            continue
+        back = sole_reader(att.output[0], "Transpose")
+        merge = sole_reader(back.output[0], "Reshape") if swaps_axes_1_2(back) else None
+        if merge is None or shapes.get(merge.output[0]) != shapes.get(pairs[0][0].input[0]):
+            continue
+        n_heads = heads.pop()
+        attributes = {a.name: helper.get_attribute_value(a) for a in att.attribute}
+        attributes.update(q_num_heads=n_heads, kv_num_heads=n_heads)
+        graph.node.insert(list(graph.node).index(att), helper.make_node(
+            "Attention", [reshape.input[0] for reshape, _ in pairs], [merge.output[0]], name=att.name, **attributes))
+        dropped.update(id(node) for pair in pairs for node in pair)
+        dropped.update((id(att), id(back), id(merge)))
+        folded += 1
+    kept = [node for node in graph.node if id(node) not in dropped]
+    del graph.node[:]
+    graph.node.extend(kept)
+    produced = {out for node in kept for out in node.output}
+    value_info = [v for v in graph.value_info if v.name in produced]  # no shapes for values that are gone
+    del graph.value_info[:]
+    graph.value_info.extend(value_info)
+    return folded
+
 # %% ../nbs/08_export.ipynb #b19677d1
+ONNX_OPSET = 23  # the default: Attention is one operator
+MIN_ONNX_OPSET = 18  # the oldest this exporter writes a loadable file for
+
+
 def export_onnx(
     model: TinyTransformerLM,
     path: str | Path,
     metadata: dict,  # stored as JSON in metadata_props["tiny_transformer"]
-    opset: int = 18,  # >= 18 with this exporter
+    opset: int = ONNX_OPSET,  # 23 has the Attention operator (ONNX Runtime >= 1.23); 18-22 for older runtimes
+    fold_heads: bool = True,  # apply `fold_attention_heads` (opset >= 23)
     keep_debug_info: bool = False,  # keep each node's Python stack trace and FX names (about 200 kB here)
 ) -> Path:
     "Export to a single self-contained ONNX file with dynamic batch/seq axes; check it; store `metadata`."
     onnx = _require("onnx", "export")
     _require("onnxscript", "export")
-    if opset < 18:
-        raise ValueError(f"opset {opset} is too old for the torch.export-based exporter; use 18 or newer")
+    if not MIN_ONNX_OPSET <= opset <= ONNX_OPSET:
+        raise ValueError(f"opset {opset} is not supported: use {MIN_ONNX_OPSET} to {ONNX_OPSET} "
+                         f"({MIN_ONNX_OPSET}-22 for ONNX Runtime older than 1.23)")
     path = Path(path)
     model = model.eval()
     registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
@@ -212,6 +285,8 @@ def export_onnx(
                           external_data=False, dynamo=True, verbose=False)
     registry_log.setLevel(level)
     proto = onnx.load(str(path))
+    if fold_heads and opset >= 23:
+        fold_attention_heads(proto)
     onnx.checker.check_model(proto, full_check=True)
     if not keep_debug_info:
         for node in proto.graph.node:
@@ -239,7 +314,14 @@ def ort_session(path: str | Path, threads: int = 1, spinning: bool = False):
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        if "opset" not in str(e).lower():
+            raise
+        raise RuntimeError(f"ONNX Runtime {ort.__version__} cannot load {path}: its opset is too new for this runtime. "
+                           f"Upgrade onnxruntime (opset 23 needs >= 1.23) or re-export with an older opset "
+                           f"(tt-export --opset 20).\n{e}") from e
 
 # %% ../nbs/08_export.ipynb #15d556a8
 class OnnxRuntimeLM:
@@ -347,7 +429,10 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path) -> Path:
     level = root.level
     root.setLevel(logging.ERROR)  # it logs a generic "consider pre-processing" hint on every call
     try:
-        quantization.quantize_dynamic(str(src), str(dst), weight_type=quantization.QuantType.QInt8)
+        # MatMul only: the quantizer takes any node named "Attention" for ONNX Runtime's own contrib
+        # op and would turn opset 23's Attention into a QAttention that does not load.
+        quantization.quantize_dynamic(str(src), str(dst), weight_type=quantization.QuantType.QInt8,
+                                      op_types_to_quantize=["MatMul"])
     finally:
         root.setLevel(level)
     proto = onnx.load(str(dst))
@@ -382,7 +467,9 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=sorted(FORMATS), default="onnx", help="output format (default: %(default)s)")
     parser.add_argument("--quantize", choices=["int8"], default=None, help="dynamic int8 weights (onnx only)")
     parser.add_argument("--output", default=None, help="output file (default: next to the checkpoint)")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 18 (default: %(default)s)")
+    parser.add_argument("--opset", type=int, default=ONNX_OPSET,
+                        help=f"ONNX opset, {MIN_ONNX_OPSET}-{ONNX_OPSET}; 23 has the Attention operator and needs "
+                             "ONNX Runtime >= 1.23, use 20 for older runtimes (default: %(default)s)")
     parser.add_argument("--torchscript-method", choices=["trace", "script"], default="script",
                         help="TorchScript only (legacy): trace, or script a guard around the trace (default: %(default)s)")
     parser.add_argument("--data", default=None, help="corpus for the int8 validation-loss check (default: $TT_DATA, cache)")
@@ -425,8 +512,9 @@ def export_main(argv: list[str] | None = None) -> int:
         parser.error(f"--checkpoint {checkpoint}: no such file")
     if args.quantize and args.format != "onnx":
         parser.error(f"--quantize {args.quantize} is only available with --format onnx (got --format {args.format})")
-    if args.opset < 18:
-        parser.error(f"--opset must be >= 18 for the torch.export-based ONNX exporter, got {args.opset}")
+    if not MIN_ONNX_OPSET <= args.opset <= ONNX_OPSET:
+        parser.error(f"--opset must be between {MIN_ONNX_OPSET} and {ONNX_OPSET} for the torch.export-based "
+                     f"ONNX exporter, got {args.opset}")
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     output = Path(args.output) if args.output else _default_output(checkpoint, args.format, args.quantize)
