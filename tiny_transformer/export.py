@@ -429,10 +429,11 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path) -> Path:
     level = root.level
     root.setLevel(logging.ERROR)  # it logs a generic "consider pre-processing" hint on every call
     try:
-        # MatMul only: the quantizer takes any node named "Attention" for ONNX Runtime's own contrib
-        # op and would turn opset 23's Attention into a QAttention that does not load.
+        # Weights of MatMul/Gemm and embedding lookups (Gather), and nothing else: by default the quantizer
+        # takes any node named "Attention" for ONNX Runtime's own contrib op and would turn opset 23's
+        # Attention into a QAttention that does not load.
         quantization.quantize_dynamic(str(src), str(dst), weight_type=quantization.QuantType.QInt8,
-                                      op_types_to_quantize=["MatMul"])
+                                      op_types_to_quantize=["MatMul", "Gemm", "Gather"])
     finally:
         root.setLevel(level)
     proto = onnx.load(str(dst))
