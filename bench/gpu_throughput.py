@@ -2,7 +2,10 @@
 """Throughput and MFU of a GPT-2-small-sized TinyTransformerLM on one GPU: fp32 (TF32) eager, bf16 eager,
 bf16 + torch.compile; fused AdamW, SDPA attention, pinned non-blocking batches.
 
-    PYTHONPATH=. python bench/gpu_throughput.py [--steps 10] [--batch 16] [--json OUT]
+    PYTHONPATH=. python bench/gpu_throughput.py [--steps 10] [--batch 16] [--vocab 65] [--compile-mode MODE] [--json OUT]
+
+--vocab 50304 gives GPT-2 small's own shape (its 50257 BPE tokens padded to a multiple of 64, as nanoGPT does):
+124M parameters instead of 85M, with a large, efficient head matmul in the FLOP mix. Tokens are random either way.
 
 FLOPs per token and the device's peak come from tiny_transformer.monitoring (6 x matmul weights incl. the
 tied head, plus 12 x layers x context x width for attention; dense bf16 peak by device name).
@@ -18,25 +21,25 @@ import torch.nn.functional as F
 from tiny_transformer.model import TinyTransformerLM
 from tiny_transformer.monitoring import model_flops_per_token, peak_flops
 
-def run(steps: int, batch: int, seq: int) -> dict:
+def run(steps: int, batch: int, seq: int, vocab: int = 65, compile_mode: str | None = None) -> dict:
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    cfg = dict(vocab_size=65, d_model=768, n_heads=12, n_layers=12, d_ff=3072, max_seq_len=seq, dropout=0.0)
+    cfg = dict(vocab_size=vocab, d_model=768, n_heads=12, n_layers=12, d_ff=3072, max_seq_len=seq, dropout=0.0)
     fpt = model_flops_per_token(cfg, seq)
     name = torch.cuda.get_device_name()
     peak = peak_flops(device, torch.bfloat16)  # the device's dense bf16 peak, from the monitoring notebook's table
-    data = torch.randint(0, 65, (batch, seq + 1), generator=torch.Generator().manual_seed(0))
+    data = torch.randint(0, vocab, (batch, seq + 1), generator=torch.Generator().manual_seed(0))
     x = data[:, :-1].pin_memory().to(device, non_blocking=True)
     y = data[:, 1:].pin_memory().to(device, non_blocking=True)
-    out = {"device": name, "torch": torch.__version__, "batch": batch, "seq": seq, "model": cfg,
+    out = {"device": name, "torch": torch.__version__, "batch": batch, "seq": seq, "model": cfg, "compile_mode": compile_mode,
            "flops_per_token": fpt, "peak_bf16": peak}
     for label, dtype, compiled in [("fp32_eager", None, False), ("bf16_eager", torch.bfloat16, False),
                                    ("bf16_compile", torch.bfloat16, True)]:
         torch.manual_seed(0)
         model = TinyTransformerLM(**cfg).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)
-        fwd = torch.compile(model) if compiled else model
+        fwd = torch.compile(model, mode=compile_mode) if compiled else model
 
         def step():
             with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
@@ -71,15 +74,17 @@ def run(steps: int, batch: int, seq: int) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq", type=int, default=1024)
+    p.add_argument("--vocab", type=int, default=65, help="65: the character vocabulary; 50304: GPT-2's, padded")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     if not torch.cuda.is_available():
         sys.exit("gpu_throughput: CUDA is not available here; this benchmark needs an NVIDIA GPU.")
-    result = run(a.steps, a.batch, a.seq)
+    result = run(a.steps, a.batch, a.seq, a.vocab, a.compile_mode)
     print(json.dumps(result))
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1))
