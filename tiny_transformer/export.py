@@ -29,7 +29,7 @@ from .utils.logging import _require, get_git_commit
 __all__ = ['METADATA_KEY', 'ONNX_OPSET', 'MIN_ONNX_OPSET', 'FORMATS', 'load_model_for_export', 'export_metadata',
            'example_inputs', 'dynamic_dims', 'export_torch_program', 'load_torch_program', 'parity_shapes',
            'check_parity', 'format_parity', 'export_torchscript', 'load_torchscript', 'fold_attention_heads',
-           'export_onnx', 'read_onnx_metadata', 'ort_session', 'OnnxRuntimeLM', 'GenerationTimeout',
+           'check_onnx_opset', 'export_onnx', 'read_onnx_metadata', 'ort_session', 'OnnxRuntimeLM', 'GenerationTimeout',
            'generate_from_logits', 'export_safetensors', 'load_artifact', 'quantize_onnx_int8', 'validation_loss',
            'export_main']
 
@@ -259,6 +259,13 @@ ONNX_OPSET = 23  # the default: Attention is one operator
 MIN_ONNX_OPSET = 18  # the oldest this exporter writes a loadable file for
 
 
+def check_onnx_opset(opset: int) -> None:
+    "Raise a ValueError naming the supported range unless `opset` is one `export_onnx` can write."
+    if not MIN_ONNX_OPSET <= opset <= ONNX_OPSET:
+        raise ValueError(f"opset must be between {MIN_ONNX_OPSET} and {ONNX_OPSET} for the torch.export-based ONNX "
+                         f"exporter ({MIN_ONNX_OPSET}-22 for ONNX Runtime older than 1.23), got {opset}")
+
+
 def export_onnx(
     model: TinyTransformerLM,
     path: str | Path,
@@ -270,9 +277,7 @@ def export_onnx(
     "Export to a single self-contained ONNX file with dynamic batch/seq axes; check it; store `metadata`."
     onnx = _require("onnx", "export")
     _require("onnxscript", "export")
-    if not MIN_ONNX_OPSET <= opset <= ONNX_OPSET:
-        raise ValueError(f"opset {opset} is not supported: use {MIN_ONNX_OPSET} to {ONNX_OPSET} "
-                         f"({MIN_ONNX_OPSET}-22 for ONNX Runtime older than 1.23)")
+    check_onnx_opset(opset)
     path = Path(path)
     model = model.eval()
     registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
@@ -513,9 +518,10 @@ def export_main(argv: list[str] | None = None) -> int:
         parser.error(f"--checkpoint {checkpoint}: no such file")
     if args.quantize and args.format != "onnx":
         parser.error(f"--quantize {args.quantize} is only available with --format onnx (got --format {args.format})")
-    if not MIN_ONNX_OPSET <= args.opset <= ONNX_OPSET:
-        parser.error(f"--opset must be between {MIN_ONNX_OPSET} and {ONNX_OPSET} for the torch.export-based "
-                     f"ONNX exporter, got {args.opset}")
+    try:
+        check_onnx_opset(args.opset)
+    except ValueError as e:
+        parser.error(f"--{e}")
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     output = Path(args.output) if args.output else _default_output(checkpoint, args.format, args.quantize)
