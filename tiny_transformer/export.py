@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from . import __version__
 from .data import tokenizer_from_state_dict
 from .model import TinyTransformerLM, sample_next_token
-from .training import load_model_from_checkpoint
-from .utils.checkpoint import CheckpointError, load_model_safetensors, save_model_safetensors
+from .utils.checkpoint import (CheckpointError, load_model_from_checkpoint, load_model_safetensors,
+                                               save_model_safetensors)
 from .utils.logging import _require, get_git_commit
 
 # %% auto #0

@@ -26,16 +26,16 @@ from .data import (CorpusData, RandomWindowSampler, fixed_batches, prepare_corpu
 from .model import TinyTransformerLM
 from .monitoring import TrainingMonitor, safe_perplexity
 from .utils.checkpoint import (CheckpointError, CheckpointManager, GracefulShutdown, load_checkpoint,
+                                               load_model_from_checkpoint,
                                                read_checkpoint)
 from .utils.experiment import ExperimentTracker
 from .utils.logging import TrainingLogger
 
 # %% auto #0
-__all__ = ['AMP_DTYPES', 'REQUIRED_CHECKPOINT_KEYS', 'training_device', 'autocast_context', 'configure_optimizer', 'lr_factor',
-           'get_lr_scheduler', 'get_cosine_schedule_with_warmup', 'forward_backward', 'clip_and_step', 'FaultPlan',
-           'DistributedContext', 'Trainer', 'trainer_state', 'save_checkpoint', 'load_state', 'train_step',
-           'NonFiniteLossError', 'evaluate', 'sample_text', 'train_simple', 'fit', 'summary', 'train',
-           'load_model_from_checkpoint', 'train_main', 'evaluate_main', 'generate_main']
+__all__ = ['AMP_DTYPES', 'training_device', 'autocast_context', 'configure_optimizer', 'lr_factor', 'get_lr_scheduler',
+           'get_cosine_schedule_with_warmup', 'forward_backward', 'clip_and_step', 'FaultPlan', 'DistributedContext',
+           'Trainer', 'trainer_state', 'save_checkpoint', 'load_state', 'train_step', 'NonFiniteLossError', 'evaluate',
+           'sample_text', 'train_simple', 'fit', 'summary', 'train', 'train_main', 'evaluate_main', 'generate_main']
 
 # %% ../nbs/07_training.ipynb #68b0c0db
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -634,32 +634,6 @@ Trainer.summary = summary
 def train(config: ExperimentConfig, **kwargs) -> dict:
     "Train a model as `config` describes; keyword arguments go to `Trainer`. Returns the run summary."
     return Trainer(config, **kwargs).fit()
-
-# %% ../nbs/07_training.ipynb #c7c705de
-REQUIRED_CHECKPOINT_KEYS = ("model", "model_config", "tokenizer")
-
-
-def _strip_wrapper_prefixes(state: dict) -> dict:
-    "Remove the key prefixes that torch.compile (`_orig_mod.`) and DDP (`module.`) add."
-    out = {}
-    for key, value in state.items():
-        for prefix in ("_orig_mod.", "module."):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    return out
-
-
-def load_model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    "Rebuild (model, tokenizer, checkpoint dict) from a checkpoint file; the model is in eval mode."
-    state = read_checkpoint(path, map_location=device)
-    if not isinstance(state, dict) or not all(k in state for k in REQUIRED_CHECKPOINT_KEYS):
-        found = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} is not a tiny_transformer checkpoint: expected keys "
-                         f"{list(REQUIRED_CHECKPOINT_KEYS)}, found {found}")
-    model = TinyTransformerLM(**state["model_config"]).to(device)
-    model.load_state_dict(_strip_wrapper_prefixes(state["model"]))
-    return model.eval(), tokenizer_from_state_dict(state["tokenizer"]), state
 
 # %% ../nbs/07_training.ipynb #0a982d46
 def train_main(argv: list[str] | None = None) -> int:

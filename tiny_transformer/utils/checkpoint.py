@@ -26,16 +26,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..data import sha256_file
+from ..data import sha256_file, tokenizer_from_state_dict
 from ..model import TinyTransformerLM
 from .logging import get_git_state
 
 # %% auto #0
-__all__ = ['CHECKPOINT_KINDS', 'TMP_MARKER', 'MANIFEST_NAME', 'MANIFEST_FORMAT', 'capture_rng_state', 'restore_rng_state',
-           'library_versions', 'unwrap_model', 'build_checkpoint', 'CheckpointError', 'CheckpointSaveError',
-           'CorruptCheckpointError', 'UnsafeCheckpointError', 'atomic_write', 'save_checkpoint', 'read_checkpoint',
-           'load_checkpoint', 'CheckpointManager', 'GracefulShutdown', 'save_model_safetensors',
-           'load_model_safetensors']
+__all__ = ['CHECKPOINT_KINDS', 'TMP_MARKER', 'MANIFEST_NAME', 'MANIFEST_FORMAT', 'REQUIRED_CHECKPOINT_KEYS', 'capture_rng_state',
+           'restore_rng_state', 'library_versions', 'unwrap_model', 'build_checkpoint', 'CheckpointError',
+           'CheckpointSaveError', 'CorruptCheckpointError', 'UnsafeCheckpointError', 'atomic_write', 'save_checkpoint',
+           'read_checkpoint', 'load_checkpoint', 'CheckpointManager', 'GracefulShutdown', 'save_model_safetensors',
+           'load_model_safetensors', 'load_model_from_checkpoint']
 
 # %% ../../nbs/05_checkpoints.ipynb #a7c0d3d7
 def capture_rng_state() -> dict:
@@ -759,3 +759,29 @@ def _snapshot_to_cpu(obj: Any, memo: dict | None = None) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_snapshot_to_cpu(v, memo) for v in obj)
     return obj
+
+# %% ../../nbs/05_checkpoints.ipynb #c7c705de
+REQUIRED_CHECKPOINT_KEYS = ("model", "model_config", "tokenizer")
+
+
+def _strip_wrapper_prefixes(state: dict) -> dict:
+    "Remove the key prefixes that torch.compile (`_orig_mod.`) and DDP (`module.`) add."
+    out = {}
+    for key, value in state.items():
+        for prefix in ("_orig_mod.", "module."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def load_model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    "Rebuild (model, tokenizer, checkpoint dict) from a checkpoint file; the model is in eval mode."
+    state = read_checkpoint(path, map_location=device)
+    if not isinstance(state, dict) or not all(k in state for k in REQUIRED_CHECKPOINT_KEYS):
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} is not a tiny_transformer checkpoint: expected keys "
+                         f"{list(REQUIRED_CHECKPOINT_KEYS)}, found {found}")
+    model = TinyTransformerLM(**state["model_config"]).to(device)
+    model.load_state_dict(_strip_wrapper_prefixes(state["model"]))
+    return model.eval(), tokenizer_from_state_dict(state["tokenizer"]), state

@@ -1,4 +1,4 @@
-"""bench/gpu_check.sh, the one prepared GPU check: it must fail clearly without CUDA, and its logic (Trainer,
+"""checks/gpu_check.sh, the one prepared GPU check: it must fail clearly without CUDA, and its logic (Trainer,
 resume, ONNX sections and the report) must work, which a CPU dry run shows before any GPU time is spent."""
 import json
 import sys
@@ -8,11 +8,11 @@ import torch
 
 from helpers import ROOT, run
 
-pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: run bench/gpu_check.sh itself")
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: run checks/gpu_check.sh itself")
 
 
 def test_without_cuda_it_says_so_and_exits_3(tmp_path):
-    result = run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--out", str(tmp_path)], timeout=120,
+    result = run(["bash", str(ROOT / "checks" / "gpu_check.sh"), "--out", str(tmp_path)], timeout=120,
                  env={"PYTHON": sys.executable})
     assert result.returncode == 3
     assert "CUDA is not available" in result.stderr
@@ -20,7 +20,7 @@ def test_without_cuda_it_says_so_and_exits_3(tmp_path):
 
 
 def test_cpu_dry_run_exercises_every_cpu_section(tmp_path):
-    result = run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--cpu-dry-run", "--nanogpt-steps", "20",
+    result = run(["bash", str(ROOT / "checks" / "gpu_check.sh"), "--cpu-dry-run", "--nanogpt-steps", "20",
                   "--out", str(tmp_path)], timeout=600, env={"PYTHON": sys.executable})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = next(tmp_path.glob("gpu-*.md")).read_text()

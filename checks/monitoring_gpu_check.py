@@ -1,6 +1,6 @@
 """GPU checks of tiny_transformer.monitoring that a CPU machine cannot do. Run on a CUDA machine:
 
-    PYTHONPATH=. python bench/monitoring_gpu_check.py
+    PYTHONPATH=. python checks/monitoring_gpu_check.py
 
 Checks (each prints PASS/FAIL and the evidence; exit status 1 if any fails): the card is in the peak table;
 global_grad_norm == clip_grad_norm_ on CUDA (fp32 and bf16 grads); TrainingMonitor.update does not sync on

@@ -1,6 +1,6 @@
 """GPU check of the checkpoint module: CUDA RNG round trip, GPU<->CPU loading, async snapshot consistency, stall.
 
-    PYTHONPATH=. python bench/checkpoint_gpu_check.py [--out FILE.md]
+    PYTHONPATH=. python checks/checkpoint_gpu_check.py [--out FILE.md]
 
 Needs a CUDA device. Prints (and writes) a short markdown report; exits non-zero if a check fails.
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """One prepared check of the GPU path, run from the working tree without installing:
 
-    PYTHONPATH=. python bench/gpu_check.py            # or: bash bench/gpu_check.sh
+    PYTHONPATH=. python checks/gpu_check.py            # or: bash checks/gpu_check.sh
 
 On CUDA it (1) runs the training notebook's cells tagged `gpu` (fp32, fp16 + GradScaler, bf16);
 (2) measures a GPT-2-small-sized model (bf16, fused AdamW, SDPA flash attention, torch.compile):
@@ -105,7 +105,8 @@ def nanogpt_shakespeare_char(workdir: Path, max_steps: int = 5000, device: str =
 # 4. Checkpoint save / reload / resume on the GPU -----------------------------------------------------
 def checkpoint_resume(run_dir: Path, device: str = "cuda") -> dict:
     from tiny_transformer.config import ExperimentConfig
-    from tiny_transformer.training import Trainer, evaluate, load_model_from_checkpoint
+    from tiny_transformer.training import Trainer, evaluate
+    from tiny_transformer.utils.checkpoint import load_model_from_checkpoint
     from tiny_transformer.utils.checkpoint import CheckpointManager
 
     manager = CheckpointManager(run_dir / "checkpoints")
@@ -127,7 +128,7 @@ def checkpoint_resume(run_dir: Path, device: str = "cuda") -> dict:
 def onnx_runtime(run_dir: Path) -> dict:
     import onnxruntime as ort
     from tiny_transformer.export import ONNX_OPSET, export_metadata, export_onnx
-    from tiny_transformer.training import load_model_from_checkpoint
+    from tiny_transformer.utils.checkpoint import load_model_from_checkpoint
     from tiny_transformer.utils.checkpoint import CheckpointManager
 
     model, tokenizer, _ = load_model_from_checkpoint(CheckpointManager(run_dir / "checkpoints").get_best_checkpoint_path(), "cpu")
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     results["total_seconds"] = round(time.perf_counter() - t0, 1)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = write_report(results, out_dir, "bash bench/gpu_check.sh")
+    report = write_report(results, out_dir, "bash checks/gpu_check.sh")
     log(f"wrote {report}")
     return 0 if all(v.get("ok", True) for v in results.values() if isinstance(v, dict)) else 1
 
