@@ -18,8 +18,13 @@ import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
 
+from .data import tokenizer_from_state_dict
+from .export import OnnxRuntimeLM, load_model_for_export
+
 # %% auto #0
-__all__ = ['GREEDY_BELOW', 'empty_past', 'SamplingParams', 'sample_tokens', 'Sequence', 'QueueFull', 'Engine', 'EagerStepModel']
+__all__ = ['GREEDY_BELOW', 'SERVE_BACKENDS', 'SERVABLE_SUFFIXES', 'empty_past', 'SamplingParams', 'sample_tokens', 'Sequence',
+           'QueueFull', 'Engine', 'EagerStepModel', 'Backend', 'load_torch_backend', 'load_onnx_backend',
+           'load_backend']
 
 # %% ../nbs/08a_engine.ipynb #20f5b65e
 def empty_past(config: dict, batch: int = 1, dtype=torch.float32) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -338,3 +343,55 @@ def _eager_forward_with_past(model, input_ids, position_ids, attention_mask, pas
         x = x + attn.proj(y)
         x = x + block.mlp(block.ln2(x))
     return model.lm_head(model.ln_f(x)), present
+
+# %% ../nbs/08a_engine.ipynb #335465d7
+@dataclass
+class Backend:
+    "A model ready to serve: a step model for the engine, its config and tokenizer, and where it came from."
+
+    name: str  # which loader opened it ("torch", "onnx")
+    path: Path
+    model: object  # has forward_with_past (see the engine notebook)
+    config: dict
+    tokenizer: object
+
+    @property
+    def model_id(self) -> str:
+        return self.path.name
+
+# %% ../nbs/08a_engine.ipynb #3a165eff
+def load_torch_backend(path: Path, threads: int = 1) -> Backend:
+    "A checkpoint dict (.pt) or model-only .safetensors file, run by the eager model."
+    model, info = load_model_for_export(path)
+    return Backend("torch", path, EagerStepModel(model), model.config, tokenizer_from_state_dict(info["tokenizer"]))
+
+
+def load_onnx_backend(path: Path, threads: int = 1) -> Backend:
+    "An .onnx file from `tt-export` whose graph takes and returns the KV cache."
+    lm = OnnxRuntimeLM(path, threads)
+    if not callable(getattr(lm, "forward_with_past", None)) or not getattr(lm, "has_cache", True):
+        raise ValueError(f"{path.name} is an ONNX export without KV-cache inputs; re-export it with this "
+                         f"version's tt-export (or serve the checkpoint or .safetensors file instead)")
+    return Backend("onnx", path, lm, lm.config, lm.tokenizer)
+
+# %% ../nbs/08a_engine.ipynb #026753fa
+SERVE_BACKENDS = {"torch": load_torch_backend, "onnx": load_onnx_backend}  # backend name -> loader
+SERVABLE_SUFFIXES = {".pt": "torch", ".safetensors": "torch", ".onnx": "onnx"}  # file suffix -> backend name
+
+
+def load_backend(path: str | Path, backend: str = "auto", threads: int = 1) -> Backend:
+    "Open a model file with the backend its suffix calls for (or the one named)."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    if backend == "auto":
+        if path.suffix not in SERVABLE_SUFFIXES:
+            raise ValueError(f"cannot serve {path.name}: tt-serve serves {', '.join(SERVABLE_SUFFIXES)} files")
+        backend = SERVABLE_SUFFIXES[path.suffix]
+    if backend not in SERVE_BACKENDS:
+        raise ValueError(f"backend must be 'auto' or one of {sorted(SERVE_BACKENDS)}, got {backend!r}")
+    if SERVABLE_SUFFIXES.get(path.suffix) != backend:
+        raise ValueError(f"--backend {backend} cannot open {path.name}; it opens "
+                         f"{[s for s, b in SERVABLE_SUFFIXES.items() if b == backend]}")
+    torch.set_num_threads(threads)
+    return SERVE_BACKENDS[backend](path, threads)
