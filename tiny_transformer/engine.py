@@ -139,7 +139,7 @@ class Engine:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.past, self.mask, self.positions = None, None, None  # the running batch's cache
-        self.steps = self.tokens_out = 0
+        self.steps = self.tokens_out = self.cancelled = 0  # counters for /health and the benchmark
         self._wake = threading.Condition()
         self._thread, self._stopping = None, False
 
@@ -228,6 +228,7 @@ def _admit(self: Engine) -> None:
     for seq in self.running:
         if seq.cancelled:
             seq.finish("cancelled")
+            self.cancelled += 1
     self._keep([i for i, s in enumerate(self.running) if not s.cancelled])
     while len(self.running) < self.max_batch:
         with self._wake:
@@ -236,6 +237,7 @@ def _admit(self: Engine) -> None:
             seq = self.waiting.popleft()
         if seq.cancelled:
             seq.finish("cancelled")
+            self.cancelled += 1
         else:
             self._prefill(seq)
 

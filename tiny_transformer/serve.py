@@ -252,7 +252,8 @@ def _add_info_routes(app) -> None:
     @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
         return {"status": "ok", "backend": backend.name, "model": backend.model_id, "model_config": backend.config,
-                "running": len(engine.running), "queued": len(engine.waiting), "limits": asdict(limits)}
+                "running": len(engine.running), "queued": len(engine.waiting), "tokens_generated": engine.tokens_out,
+                "cancelled": engine.cancelled, "limits": asdict(limits)}
 
     @app.api_route("/v1/models", methods=["GET", "HEAD"])
     async def models():
@@ -356,6 +357,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", "--max-new-tokens", dest="max_tokens", type=int, default=d.max_tokens,
                    help="per-request limit on max_tokens (default: %(default)s)")
     p.add_argument("--max-prompt-chars", type=int, default=d.max_prompt_chars, help="per-request limit (default: %(default)s)")
+    p.add_argument("--io-timeout", type=float, default=d.header_timeout_s,
+                   help="seconds a client may take to send its request line+headers, or stall its body (default: %(default)s)")
     p.add_argument("--api-docs", action="store_true", help="serve /docs and /openapi.json (off by default)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-file", default=None, help="also write the JSON-lines log here")
@@ -367,8 +370,11 @@ def _check_args(parser: argparse.ArgumentParser, args) -> socket.socket:
     for name in ("threads", "max_batch", "max_tokens", "max_prompt_chars"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.max_queue < 0 or not 0 < args.timeout < float("inf"):
-        parser.error(f"--max-queue must be >= 0 and --timeout a positive number of seconds")
+    if args.max_queue < 0:
+        parser.error(f"--max-queue must be >= 0, got {args.max_queue}")
+    for name in ("timeout", "io_timeout"):
+        if not 0 < getattr(args, name) < 86400:
+            parser.error(f"--{name.replace('_', '-')} must be a number of seconds in (0, 86400), got {getattr(args, name)}")
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be between 1 and 65535, got {args.port}")
     if not Path(args.model).is_file():
@@ -397,11 +403,13 @@ def serve_main(argv: list[str] | None = None) -> int:
         sock.close()
         parser.error(f"--model {args.model}: cannot load it ({type(e).__name__}: {str(e)[:300]})")
     limits = ServeLimits(max_prompt_chars=args.max_prompt_chars, max_tokens=args.max_tokens, max_batch=args.max_batch,
-                         max_queue=args.max_queue, request_timeout_s=args.timeout)
+                         max_queue=args.max_queue, request_timeout_s=args.timeout, body_timeout_s=args.io_timeout,
+                         header_timeout_s=args.io_timeout)
     log.info("starting", extra={"fields": {"backend": backend.name, "model": str(backend.path), "host": args.host,
                                            "port": args.port, "limits": asdict(limits), "version": __version__}})
     app = create_app(backend, limits, log, api_docs=args.api_docs)
-    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_keep_alive=5, timeout_graceful_shutdown=5,
+    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_keep_alive=min(5, args.io_timeout),
+                            timeout_graceful_shutdown=5,
                             limit_concurrency=limits.max_batch + limits.max_queue + 64,
                             http=protocol_with_header_timeout(limits.header_timeout_s))
     app.state.engine.start()
