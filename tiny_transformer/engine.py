@@ -52,18 +52,20 @@ def sample_tokens(
 ) -> torch.Tensor:
     "One token id per row, shape (B,); a row's token depends only on its own logits, parameters and generator."
     B, V = logits.shape
-    temps = torch.tensor([max(p.temperature, GREEDY_BELOW) for p in params]).unsqueeze(1)
-    top_k = torch.tensor([p.top_k or V for p in params]).unsqueeze(1)
-    top_p = torch.tensor([p.top_p for p in params]).unsqueeze(1)
+    if all(p.greedy for p in params):
+        return logits.argmax(dim=-1)  # the first maximum, as the stable sort below would pick
+    temps = torch.tensor([[max(p.temperature, GREEDY_BELOW)] for p in params])
     scaled, order = torch.sort(logits.float() / temps, dim=-1, descending=True, stable=True)
-    scaled = scaled.masked_fill(torch.arange(V) >= top_k, float("-inf"))
-    probs = scaled.softmax(dim=-1)
-    drop = (probs.cumsum(dim=-1) - probs >= top_p) & (top_p < 1.0)  # mass before this token reaches top_p
-    cdf = scaled.masked_fill(drop, float("-inf")).softmax(dim=-1).cumsum(dim=-1)
-    u = torch.zeros(B, 1)
-    for i, (p, g) in enumerate(zip(params, generators)):
-        if not p.greedy:
-            u[i] = torch.rand(1, generator=g)
+    if any(p.top_k for p in params):  # (masking nothing changes nothing: rows without top_k are unaffected)
+        top_k = torch.tensor([[p.top_k or V] for p in params])
+        scaled = scaled.masked_fill(torch.arange(V) >= top_k, float("-inf"))
+    if any(p.top_p < 1.0 for p in params):
+        top_p = torch.tensor([[p.top_p] for p in params])
+        probs = scaled.softmax(dim=-1)
+        drop = (probs.cumsum(dim=-1) - probs >= top_p) & (top_p < 1.0)  # mass before this token reaches top_p
+        scaled = scaled.masked_fill(drop, float("-inf"))
+    cdf = scaled.softmax(dim=-1).cumsum(dim=-1)
+    u = torch.tensor([[0.0 if p.greedy else float(torch.rand(1, generator=g))] for p, g in zip(params, generators)])
     idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=V - 1)
     idx[[p.greedy for p in params]] = 0  # sorted order: column 0 is the most likely token
     return order.gather(1, idx).squeeze(1)
@@ -114,7 +116,7 @@ def finish(self: Sequence, reason: str | None = None) -> None:
     self.finish_reason = reason or self.finish_reason
     n = len(self.tokens)
     usage = {"prompt_tokens": len(self.prompt_ids), "completion_tokens": n, "total_tokens": len(self.prompt_ids) + n}
-    self.sink({"type": "done", "finish_reason": self.finish_reason, "usage": usage, "seed": self.seed})
+    self.sink({"type": "done", "finish_reason": self.finish_reason, "usage": usage, "seed": self.seed, "text": self.text})
 
 # %% ../nbs/08b_engine.ipynb #3e7ea934
 class QueueFull(Exception):

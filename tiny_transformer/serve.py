@@ -15,6 +15,7 @@ import json
 import logging
 import socket
 import sys
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -30,7 +31,7 @@ from .openai_api import (CompletionRequest, RequestError, ServeLimits, completio
                                          parse_completion_request, parse_json_object, sse)
 from .utils.logging import JSONFormatter
 
-# %% ../nbs/09_serve.ipynb #8ec04f16
+# %% ../nbs/09_serve.ipynb #1ddc1068
 def setup_json_logging(level: str = "INFO", stream=None, log_file: str | Path | None = None) -> logging.Logger:
     "Send the server's and uvicorn's logs, as JSON lines, to `stream` (default stderr) and optionally a file."
     handlers = [logging.StreamHandler(stream or sys.stderr)]
@@ -46,7 +47,7 @@ def setup_json_logging(level: str = "INFO", stream=None, log_file: str | Path | 
         logger.propagate = False
     return logging.getLogger("tiny_transformer.serve")
 
-# %% ../nbs/09_serve.ipynb #1cdd8310
+# %% ../nbs/09_serve.ipynb #39edb453
 class BodyGuard:
     "ASGI middleware: 415 unless JSON, 413 from Content-Length before reading, 413 while a body streams in, 408 on a stall."
 
@@ -63,7 +64,7 @@ class BodyGuard:
             return await send_error(send, e, close=True)
         await self.app(scope, self._guarded(receive), send)
 
-# %% ../nbs/09_serve.ipynb #97368d16
+# %% ../nbs/09_serve.ipynb #16329ef9
 @patch
 def _check_headers(self: BodyGuard, headers: dict) -> None:
     content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
@@ -75,7 +76,7 @@ def _check_headers(self: BodyGuard, headers: dict) -> None:
     if length is not None and int(length) > self.max_body_bytes:
         raise RequestError(413, f"request body is {int(length)} bytes; the limit is {self.max_body_bytes}")
 
-# %% ../nbs/09_serve.ipynb #1c2030f3
+# %% ../nbs/09_serve.ipynb #2afe93ed
 @patch
 def _guarded(self: BodyGuard, receive):
     "`receive` that counts body bytes as they arrive and bounds the wait for each chunk."
@@ -97,7 +98,7 @@ def _guarded(self: BodyGuard, receive):
 
     return guarded_receive
 
-# %% ../nbs/09_serve.ipynb #075d4d0c
+# %% ../nbs/09_serve.ipynb #d1a8e888
 async def send_error(send, error: RequestError, close: bool = False, headers: dict | None = None) -> None:
     "Answer an ASGI request with the OpenAI error shape (and `Connection: close` when the body was not read)."
     body = json.dumps(error.body()).encode()
@@ -116,7 +117,7 @@ def error_response(error: RequestError, headers: dict | None = None):
     headers = {**({"Connection": "close"} if error.status in (408, 413) else {}), **(headers or {})}
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
-# %% ../nbs/09_serve.ipynb #d91aca44
+# %% ../nbs/09_serve.ipynb #b240e01c
 class AccessLog:
     "ASGI middleware: one JSON log line per request (id, method, path, status, latency, the route's fields)."
 
@@ -143,23 +144,37 @@ class AccessLog:
                       **scope["state"].get("fields", {})}
             self.log.log(logging.WARNING if fields["status"] >= 500 else logging.INFO, "request", extra={"fields": fields})
 
-# %% ../nbs/09_serve.ipynb #fd5d8f76
-def _event_queue(engine: Engine, ids: list[int], params: SamplingParams):
+# %% ../nbs/09_serve.ipynb #015c7cc0
+def _event_queue(engine: Engine, ids: list[int], params: SamplingParams, stream: bool):
     "Submit to the engine; its events arrive on an asyncio queue of this loop. 503 when the engine's queue is full."
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
+    pending, lock, woken = [], threading.Lock(), [False]
 
-    def sink(event):  # runs on the engine thread
-        try:
-            loop.call_soon_threadsafe(events.put_nowait, event)
-        except RuntimeError:  # the event loop is gone (shutdown)
-            pass
+    def deliver():  # on the event loop: move everything the engine produced since the last wake-up
+        with lock:
+            batch, woken[0] = list(pending), False
+            pending.clear()
+        for event in batch:
+            events.put_nowait(event)
+
+    def sink(event):  # on the engine thread: wake the loop once per batch of events, not once per token
+        if not stream and event["type"] == "delta":
+            return  # a plain request only needs the final event, which carries the whole text
+        with lock:
+            pending.append(event)
+            wake, woken[0] = not woken[0], True
+        if wake:
+            try:
+                loop.call_soon_threadsafe(deliver)
+            except RuntimeError:  # the event loop is gone (shutdown)
+                pass
 
     try:
         return engine.submit(ids, params, sink), events
     except QueueFull as e:
         raise RequestError(503, f"server busy: {e}; retry later", kind="server_busy") from None
 
-# %% ../nbs/09_serve.ipynb #e2d7b55c
+# %% ../nbs/09_serve.ipynb #efffb617
 async def _wait_for_disconnect(receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -168,7 +183,7 @@ async def _wait_for_disconnect(receive) -> None:
 async def collect(engine: Engine, seq, events: asyncio.Queue, receive, timeout_s: float) -> tuple[str, dict]:
     "Wait for the whole completion; cancel the sequence when the client leaves or the deadline passes."
     gone = asyncio.ensure_future(_wait_for_disconnect(receive))
-    deadline, text = time.monotonic() + timeout_s, []
+    deadline = time.monotonic() + timeout_s
     try:
         while True:
             get = asyncio.ensure_future(events.get())
@@ -182,37 +197,42 @@ async def collect(engine: Engine, seq, events: asyncio.Queue, receive, timeout_s
             if event["type"] == "error":
                 raise RequestError(500, event["message"], kind="server_error")
             if event["type"] == "done":
-                return "".join(text), event
-            text.append(event["text"])
+                return event["text"], event
     finally:
         gone.cancel()
         if seq.finish_reason is None:
             engine.cancel(seq)
 
-# %% ../nbs/09_serve.ipynb #45ce9fd9
+# %% ../nbs/09_serve.ipynb #555914b9
+def _sse_events(event: dict, cid: str, model: str) -> bytes:
+    "The server-sent event(s) for one engine event: a text chunk, or the final chunk and `[DONE]`."
+    if event["type"] == "delta":
+        return sse(completion_chunk(cid, model, event["text"]))
+    if event["type"] == "done":
+        return sse(completion_chunk(cid, model, "", event["finish_reason"], event["usage"])) + sse("[DONE]")
+    return sse(RequestError(500, event["message"], kind="server_error").body()) + sse("[DONE]")
+
+
 async def stream_events(engine: Engine, seq, events: asyncio.Queue, cid: str, model: str, timeout_s: float):
     "Server-sent events: one per token, the last with finish_reason and usage, then `[DONE]`. Leaving cancels `seq`."
     deadline = time.monotonic() + timeout_s
     try:
         while True:
             try:
-                event = await asyncio.wait_for(events.get(), deadline - time.monotonic())
+                batch = [await asyncio.wait_for(events.get(), deadline - time.monotonic())]
             except asyncio.TimeoutError:
-                yield sse(RequestError(504, f"request timeout ({timeout_s:g}s)", kind="timeout").body())
-                break
-            if event["type"] == "error":
-                yield sse(RequestError(500, event["message"], kind="server_error").body())
-                break
-            if event["type"] == "done":
-                yield sse(completion_chunk(cid, model, "", event["finish_reason"], event["usage"]))
-                break
-            yield sse(completion_chunk(cid, model, event["text"]))
-        yield sse("[DONE]")
+                yield sse(RequestError(504, f"request timeout ({timeout_s:g}s)", kind="timeout").body()) + sse("[DONE]")
+                return
+            while not events.empty():  # what else already arrived goes out in the same write
+                batch.append(events.get_nowait())
+            yield b"".join(_sse_events(e, cid, model) for e in batch)
+            if batch[-1]["type"] != "delta":
+                return
     finally:  # also runs when the client disconnects and Starlette cancels the stream
         if seq.finish_reason is None:
             engine.cancel(seq)
 
-# %% ../nbs/09_serve.ipynb #78398f5a
+# %% ../nbs/09_serve.ipynb #ee4344b9
 def create_app(backend: Backend, limits: ServeLimits | None = None, logger: logging.Logger | None = None,
                api_docs: bool = False, engine: Engine | None = None):
     "The FastAPI application (routes in the next cells). Start `app.state.engine` before serving."
@@ -233,7 +253,7 @@ def create_app(backend: Backend, limits: ServeLimits | None = None, logger: logg
     _add_generate_alias(app)
     return app
 
-# %% ../nbs/09_serve.ipynb #90e35486
+# %% ../nbs/09_serve.ipynb #48e155c3
 def _add_error_handlers(app) -> None:
     from starlette.exceptions import HTTPException
 
@@ -245,7 +265,7 @@ def _add_error_handlers(app) -> None:
     async def request_error(request, exc: RequestError):  # raised by BodyGuard while a route reads the body
         return error_response(exc)
 
-# %% ../nbs/09_serve.ipynb #26dc4b78
+# %% ../nbs/09_serve.ipynb #95347379
 def _add_info_routes(app) -> None:
     backend, limits, engine = app.state.backend, app.state.limits, app.state.engine
 
@@ -261,7 +281,7 @@ def _add_info_routes(app) -> None:
                 "owned_by": "tiny_transformer"}
         return {"object": "list", "data": [card]}
 
-# %% ../nbs/09_serve.ipynb #714f5a4e
+# %% ../nbs/09_serve.ipynb #8dae9e5a
 def _add_completion_route(app) -> None:
     from fastapi import Request
     from fastapi.responses import StreamingResponse
@@ -273,7 +293,7 @@ def _add_completion_route(app) -> None:
         try:
             req = parse_completion_request(parse_json_object(await request.body()), backend, limits)
             request.state.fields.update(prompt_tokens=len(req.ids), max_tokens=req.params.max_tokens, stream=req.stream)
-            seq, events = _event_queue(engine, req.ids, req.params)
+            seq, events = _event_queue(engine, req.ids, req.params, req.stream)
         except RequestError as e:
             request.state.fields["error"] = e.message
             return error_response(e, {"Retry-After": "1"} if e.status == 503 else None)
@@ -288,7 +308,7 @@ def _add_completion_route(app) -> None:
         request.state.fields.update(done["usage"])
         return {**completion_chunk(cid, backend.model_id, text, done["finish_reason"], done["usage"])}
 
-# %% ../nbs/09_serve.ipynb #55568330
+# %% ../nbs/09_serve.ipynb #9525db84
 def _add_generate_alias(app) -> None:
     "`POST /generate`, the server's first API, kept as a thin alias: old field names in, old shape out."
     from fastapi import Request
@@ -303,14 +323,14 @@ def _add_generate_alias(app) -> None:
             data = {renames.get(k, k): v for k, v in data.items()}
             data.setdefault("max_tokens", 100)
             req = parse_completion_request(data, backend, limits)
-            seq, events = _event_queue(engine, req.ids, req.params)
+            seq, events = _event_queue(engine, req.ids, req.params, stream=False)
             text, done = await collect(engine, seq, events, request.receive, limits.request_timeout_s)
         except RequestError as e:
             return error_response(e, {"Retry-After": "1"} if e.status == 503 else None)
         return {"text": req.prompt + text, "completion": text, "prompt_tokens": len(req.ids),
                 "new_tokens": done["usage"]["completion_tokens"], "seed": done["seed"], "backend": backend.name}
 
-# %% ../nbs/09_serve.ipynb #2966c77c
+# %% ../nbs/09_serve.ipynb #fc4b650a
 def protocol_with_header_timeout(seconds: float):
     "uvicorn's h11 protocol, closing a connection that has not sent a whole request `seconds` after it opened."
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -337,7 +357,7 @@ def protocol_with_header_timeout(seconds: float):
 
     return HeaderTimeoutProtocol
 
-# %% ../nbs/09_serve.ipynb #478e7bfe
+# %% ../nbs/09_serve.ipynb #cf61c2df
 def _serve_parser() -> argparse.ArgumentParser:
     d = ServeLimits()
     p = argparse.ArgumentParser(prog="tt-serve", description="Serve text generation over an OpenAI-compatible HTTP API "
@@ -364,7 +384,7 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", default=None, help="also write the JSON-lines log here")
     return p
 
-# %% ../nbs/09_serve.ipynb #c401e1fc
+# %% ../nbs/09_serve.ipynb #3eaa4af0
 def _check_args(parser: argparse.ArgumentParser, args) -> socket.socket:
     "Refuse bad numbers with exit 2, and bind the port now, so that a port in use is a clear error too."
     for name in ("threads", "max_batch", "max_tokens", "max_prompt_chars"):
@@ -388,7 +408,7 @@ def _check_args(parser: argparse.ArgumentParser, args) -> socket.socket:
         parser.error(f"cannot listen on {args.host}:{args.port} ({e.strerror}); choose another --port or --host")
     return sock
 
-# %% ../nbs/09_serve.ipynb #17dff612
+# %% ../nbs/09_serve.ipynb #163e26bc
 def serve_main(argv: list[str] | None = None) -> int:
     "Entry point of `tt-serve`."
     parser = _serve_parser()
