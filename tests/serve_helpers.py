@@ -3,6 +3,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -76,11 +77,13 @@ class Server:
         if log_file:
             cmd += ["--log-file", str(log_file)]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        # The server logs a line per request: to a file, never to a pipe nobody drains (a full pipe blocks the server).
+        self.output = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(cmd, stdout=self.output, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"tt-serve exited with {self.proc.returncode}: {self.proc.stderr.read()}")
+                raise RuntimeError(f"tt-serve exited with {self.proc.returncode}: {self.read_output()}")
             try:
                 if call(f"{self.url}/health", timeout=2)[0] == 200:
                     return
@@ -106,8 +109,14 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"{what} not reached within {timeout}s: {self.health()}")
 
+    def read_output(self) -> str:
+        "What the server wrote to stdout and stderr so far."
+        self.output.seek(0)
+        return self.output.read()
+
     def stop(self):
         stop_process(self.proc)
+        self.output.close()
 
 
 def random_model_file(path: Path, d_model=256, n_layers=4, max_seq_len=512) -> Path:

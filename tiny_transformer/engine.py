@@ -14,6 +14,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# %% auto #0
+__all__ = ['GREEDY_BELOW', 'SERVE_BACKENDS', 'SERVABLE_SUFFIXES', 'SamplingParams', 'sample_tokens', 'Sequence', 'QueueFull',
+           'Engine', 'Backend', 'load_torch_backend', 'load_onnx_backend', 'load_backend']
+
+# %% ../nbs/08b_engine.ipynb #338f9962
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
@@ -21,14 +26,10 @@ from fastcore.basics import patch
 from .data import tokenizer_from_state_dict
 from .export import EXPORT_FORMATS, load_model_for_export
 
-# %% auto #0
-__all__ = ['GREEDY_BELOW', 'SERVE_BACKENDS', 'SERVABLE_SUFFIXES', 'SamplingParams', 'sample_tokens', 'Sequence', 'QueueFull',
-           'Engine', 'Backend', 'load_torch_backend', 'load_onnx_backend', 'load_backend']
-
-# %% ../nbs/08b_engine.ipynb #8b1cebfe
+# %% ../nbs/08b_engine.ipynb #5bb8db89
 GREEDY_BELOW = 1e-5  # temperatures below this decode greedily (dividing by them would overflow float32)
 
-
+# %% ../nbs/08b_engine.ipynb #cc0ab7eb
 @dataclass(frozen=True)
 class SamplingParams:
     "How one request is decoded."
@@ -44,19 +45,11 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature < GREEDY_BELOW
 
-# %% ../nbs/08b_engine.ipynb #461d26e1
-def sample_tokens(
-    logits: torch.Tensor,  # (B, V) logits of each row's last position
-    params: list[SamplingParams],  # one per row
-    generators: list[torch.Generator],  # one per row; only non-greedy rows draw from theirs
-) -> torch.Tensor:
-    "One token id per row, shape (B,); a row's token depends only on its own logits, parameters and generator."
-    B, V = logits.shape
-    if all(p.greedy for p in params):
-        return logits.argmax(dim=-1)  # the first maximum, as the stable sort below would pick
-    temps = torch.tensor([[max(p.temperature, GREEDY_BELOW)] for p in params])
-    scaled, order = torch.sort(logits.float() / temps, dim=-1, descending=True, stable=True)
-    if any(p.top_k for p in params):  # (masking nothing changes nothing: rows without top_k are unaffected)
+# %% ../nbs/08b_engine.ipynb #4831ee77
+def _filter_sorted(scaled: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
+    "Top-k, then top-p, row by row, on logits sorted in descending order (rows without a filter are unchanged)."
+    V = scaled.size(-1)
+    if any(p.top_k for p in params):
         top_k = torch.tensor([[p.top_k or V] for p in params])
         scaled = scaled.masked_fill(torch.arange(V) >= top_k, float("-inf"))
     if any(p.top_p < 1.0 for p in params):
@@ -64,13 +57,27 @@ def sample_tokens(
         probs = scaled.softmax(dim=-1)
         drop = (probs.cumsum(dim=-1) - probs >= top_p) & (top_p < 1.0)  # mass before this token reaches top_p
         scaled = scaled.masked_fill(drop, float("-inf"))
-    cdf = scaled.softmax(dim=-1).cumsum(dim=-1)
+    return scaled
+
+# %% ../nbs/08b_engine.ipynb #218cf364
+def sample_tokens(
+    logits: torch.Tensor,  # (B, V) logits of each row's last position
+    params: list[SamplingParams],  # one per row
+    generators: list[torch.Generator],  # one per row; only non-greedy rows draw from theirs
+) -> torch.Tensor:
+    "One token id per row, shape (B,); a row's token depends only on its own logits, parameters and generator."
+    if all(p.greedy for p in params):
+        return logits.argmax(dim=-1)  # the first maximum, as the stable sort below would pick
+    temps = torch.tensor([[max(p.temperature, GREEDY_BELOW)] for p in params])
+    scaled, order = torch.sort(logits.float() / temps, dim=-1, descending=True, stable=True)
+    cdf = _filter_sorted(scaled, params).softmax(dim=-1).cumsum(dim=-1)
     u = torch.tensor([[0.0 if p.greedy else float(torch.rand(1, generator=g))] for p, g in zip(params, generators)])
-    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=V - 1)
-    idx[[p.greedy for p in params]] = 0  # sorted order: column 0 is the most likely token
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=logits.size(-1) - 1)
+    if any(p.greedy for p in params):
+        idx[[p.greedy for p in params]] = 0  # sorted order: column 0 is the most likely token
     return order.gather(1, idx).squeeze(1)
 
-# %% ../nbs/08b_engine.ipynb #616bc986
+# %% ../nbs/08b_engine.ipynb #4dbad15d
 class Sequence:
     "One request in the engine: prompt ids, sampling parameters, its own generator, its tokens and text."
 
@@ -87,7 +94,7 @@ class Sequence:
         self.cancelled = False
         self.submitted = time.perf_counter()
 
-# %% ../nbs/08b_engine.ipynb #037b4d87
+# %% ../nbs/08b_engine.ipynb #9ab6df1c
 @patch
 def append(self: Sequence, token: int) -> bool:
     "Add a generated token, release the text that is safe to send; True when the sequence is finished."
@@ -109,7 +116,7 @@ def append(self: Sequence, token: int) -> bool:
         self.sent = max(self.sent, safe)
     return self.finish_reason is not None
 
-# %% ../nbs/08b_engine.ipynb #7f595c0a
+# %% ../nbs/08b_engine.ipynb #77726859
 @patch
 def finish(self: Sequence, reason: str | None = None) -> None:
     "Send the final event: why it ended, and the usage counts."
@@ -118,11 +125,11 @@ def finish(self: Sequence, reason: str | None = None) -> None:
     usage = {"prompt_tokens": len(self.prompt_ids), "completion_tokens": n, "total_tokens": len(self.prompt_ids) + n}
     self.sink({"type": "done", "finish_reason": self.finish_reason, "usage": usage, "seed": self.seed, "text": self.text})
 
-# %% ../nbs/08b_engine.ipynb #3e7ea934
+# %% ../nbs/08b_engine.ipynb #016111e1
 class QueueFull(Exception):
     "The engine's waiting queue is full; try again later."
 
-
+# %% ../nbs/08b_engine.ipynb #27a82083
 class Engine:
     "Continuous batching over a model with `forward_with_past`: sequences join and leave at step boundaries."
 
@@ -137,7 +144,7 @@ class Engine:
         self._wake = threading.Condition()
         self._thread, self._stopping = None, False
 
-# %% ../nbs/08b_engine.ipynb #216998ed
+# %% ../nbs/08b_engine.ipynb #e3a68bd1
 @patch
 def submit(self: Engine, prompt_ids: list[int], params: SamplingParams, sink) -> Sequence:
     "Queue a request; its events go to `sink`. Raises `QueueFull` when `max_queue` requests already wait."
@@ -154,7 +161,7 @@ def submit(self: Engine, prompt_ids: list[int], params: SamplingParams, sink) ->
         self._wake.notify()
     return seq
 
-
+# %% ../nbs/08b_engine.ipynb #6bff4321
 @patch
 def cancel(self: Engine, seq: Sequence) -> None:
     "Stop generating for `seq` (e.g. its client went away); it leaves the batch at the next step boundary."
@@ -162,7 +169,7 @@ def cancel(self: Engine, seq: Sequence) -> None:
         seq.cancelled = True
         self._wake.notify()
 
-# %% ../nbs/08b_engine.ipynb #d2ce6489
+# %% ../nbs/08b_engine.ipynb #da7855d4
 def _left_pad(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     "Pad `t` with zeros on the left of `dim` up to `length`."
     missing = length - t.size(dim)
@@ -172,7 +179,7 @@ def _left_pad(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     shape[dim] = missing
     return torch.cat([t.new_zeros(shape), t], dim=dim)
 
-
+# %% ../nbs/08b_engine.ipynb #a2d408a1
 def _join(a: torch.Tensor | None, b: torch.Tensor, dim: int) -> torch.Tensor:
     "Stack `b`'s rows under `a`'s, left-padding the shorter one along `dim`."
     if a is None:
@@ -180,7 +187,7 @@ def _join(a: torch.Tensor | None, b: torch.Tensor, dim: int) -> torch.Tensor:
     n = max(a.size(dim), b.size(dim))
     return torch.cat([_left_pad(a, n, dim), _left_pad(b, n, dim)], dim=0)
 
-# %% ../nbs/08b_engine.ipynb #89f17087
+# %% ../nbs/08b_engine.ipynb #95c10eb0
 @patch
 def _prefill(self: Engine, seq: Sequence) -> None:
     "Run the prompt through the model, sample the first token, and add the sequence to the running batch."
@@ -199,7 +206,7 @@ def _prefill(self: Engine, seq: Sequence) -> None:
     self.positions = torch.tensor([n]) if self.positions is None else torch.cat([self.positions, torch.tensor([n])])
     self.running.append(seq)
 
-# %% ../nbs/08b_engine.ipynb #8708ae93
+# %% ../nbs/08b_engine.ipynb #2c232de8
 @patch
 def _keep(self: Engine, keep: list[int]) -> None:
     "Keep only the rows `keep` of the running batch; trim columns that are padding in every row."
@@ -215,7 +222,7 @@ def _keep(self: Engine, keep: list[int]) -> None:
     self.mask, self.positions = mask[:, first:], self.positions[rows]
     self.past = [(k[rows, :, first:], v[rows, :, first:]) for k, v in self.past]
 
-# %% ../nbs/08b_engine.ipynb #6c4a9e10
+# %% ../nbs/08b_engine.ipynb #5c3e033c
 @patch
 def _admit(self: Engine) -> None:
     "Drop cancelled sequences; prefill waiting ones while the batch has room."
@@ -235,7 +242,7 @@ def _admit(self: Engine) -> None:
         else:
             self._prefill(seq)
 
-# %% ../nbs/08b_engine.ipynb #331dbd9a
+# %% ../nbs/08b_engine.ipynb #3a2c1cd5
 @patch
 @torch.inference_mode()
 def step(self: Engine) -> int:
@@ -260,7 +267,7 @@ def step(self: Engine) -> int:
     self.steps, self.tokens_out = self.steps + 1, self.tokens_out + B
     return B
 
-# %% ../nbs/08b_engine.ipynb #02eb5fbd
+# %% ../nbs/08b_engine.ipynb #ef53bc5a
 @patch
 def _loop(self: Engine) -> None:
     while True:
@@ -276,7 +283,7 @@ def _loop(self: Engine) -> None:
                 seq.sink({"type": "error", "message": f"generation failed: {e}"})
             self.running, self.past, self.mask, self.positions = [], None, None, None
 
-
+# %% ../nbs/08b_engine.ipynb #0fa64e19
 @patch
 def start(self: Engine) -> "Engine":
     "Run the scheduler on its own (daemon) thread."
@@ -285,7 +292,7 @@ def start(self: Engine) -> "Engine":
     self._thread.start()
     return self
 
-
+# %% ../nbs/08b_engine.ipynb #e3c31433
 @patch
 def stop(self: Engine) -> None:
     "Stop the scheduler thread (after the current step)."
@@ -295,7 +302,7 @@ def stop(self: Engine) -> None:
     if self._thread is not None:
         self._thread.join(timeout=30)
 
-# %% ../nbs/08b_engine.ipynb #42af4cf1
+# %% ../nbs/08b_engine.ipynb #2e0da488
 @patch
 def generate(self: Engine, prompt_ids: list[int], params: SamplingParams, timeout: float | None = None) -> dict:
     "Submit and wait: {'tokens', 'text', 'finish_reason', 'usage', 'seed'} (needs the engine thread running)."
@@ -308,7 +315,7 @@ def generate(self: Engine, prompt_ids: list[int], params: SamplingParams, timeou
         if event["type"] == "done":
             return {"tokens": seq.tokens, "text": seq.text, **{k: event[k] for k in ("finish_reason", "usage", "seed")}}
 
-# %% ../nbs/08b_engine.ipynb #523b42c2
+# %% ../nbs/08b_engine.ipynb #ed5d939b
 @dataclass
 class Backend:
     "A model ready to serve: a step model for the engine, its config and tokenizer, and where it came from."
@@ -323,13 +330,13 @@ class Backend:
     def model_id(self) -> str:
         return self.path.name
 
-# %% ../nbs/08b_engine.ipynb #66c98293
+# %% ../nbs/08b_engine.ipynb #c7bed19d
 def load_torch_backend(path: Path, threads: int = 1) -> Backend:
     "A checkpoint dict (.pt) or model-only .safetensors file, run by the eager model."
     model, info = load_model_for_export(path)
     return Backend("torch", path, model.eval(), model.config, tokenizer_from_state_dict(info["tokenizer"]))
 
-
+# %% ../nbs/08b_engine.ipynb #4d70a7ba
 def load_onnx_backend(path: Path, threads: int = 1) -> Backend:
     "An .onnx file from `tt-export` whose graph takes and returns the KV cache."
     from tiny_transformer.onnx_export import OnnxRuntimeLM  # needs the export extra (onnxruntime)
@@ -340,11 +347,11 @@ def load_onnx_backend(path: Path, threads: int = 1) -> Backend:
                          f"version's tt-export (or serve the checkpoint or .safetensors file instead)")
     return Backend("onnx", path, lm, lm.config, lm.tokenizer)
 
-# %% ../nbs/08b_engine.ipynb #b34a05a0
+# %% ../nbs/08b_engine.ipynb #2a365beb
 SERVE_BACKENDS = {"torch": load_torch_backend, "onnx": load_onnx_backend}  # backend name -> loader
 SERVABLE_SUFFIXES = {".pt": "torch", ".safetensors": "torch", ".onnx": "onnx"}  # file suffix -> backend name
 
-
+# %% ../nbs/08b_engine.ipynb #895257d2
 def load_backend(path: str | Path, backend: str = "auto", threads: int = 1) -> Backend:
     "Open a model file with the backend its suffix calls for (or the one named)."
     path = Path(path)

@@ -43,7 +43,7 @@ class RequestError(Exception):
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
-
+# %% ../nbs/08c_openai_api.ipynb #477af8c2
 def parse_json_object(body: bytes) -> dict:
     "The body as a JSON object, or a 400 `RequestError` (also for NaN, bad UTF-8, and nesting too deep to parse)."
     try:
@@ -56,7 +56,7 @@ def parse_json_object(body: bytes) -> dict:
         raise RequestError(400, f"request body must be a JSON object, got {type(data).__name__}")
     return data
 
-# %% ../nbs/08c_openai_api.ipynb #ac6e5f87
+# %% ../nbs/08c_openai_api.ipynb #c6e49f6f
 def _number(data: dict, name: str, default, low, high, integer: bool = False, low_open: bool = False):
     "Field `name` as a number in [low, high] (or (low, high] when `low_open`), else a 400 naming it."
     value = data.get(name, default)
@@ -71,13 +71,13 @@ def _number(data: dict, name: str, default, low, high, integer: bool = False, lo
                                 f"got {value}", name)
     return value
 
-# %% ../nbs/08c_openai_api.ipynb #1ecb8358
+# %% ../nbs/08c_openai_api.ipynb #fd53c7a3
 COMPLETION_FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stream",
                      "stream_options", "user"}
 ONLY_DEFAULT = {"n": 1, "best_of": 1, "echo": False, "logprobs": None, "suffix": None, "presence_penalty": 0,
                 "frequency_penalty": 0, "logit_bias": None}  # accepted only at their default value
 
-
+# %% ../nbs/08c_openai_api.ipynb #e65d49ce
 def _check_fields(data: dict) -> None:
     for name, default in ONLY_DEFAULT.items():
         if data.get(name, default) not in (default, {} if name == "logit_bias" else default):
@@ -87,7 +87,7 @@ def _check_fields(data: dict) -> None:
     if unknown:
         raise RequestError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
 
-# %% ../nbs/08c_openai_api.ipynb #cf7d384a
+# %% ../nbs/08c_openai_api.ipynb #9ba43f90
 def _prompt_ids(data: dict, tokenizer, limits: ServeLimits) -> tuple[str, list[int]]:
     "The prompt (a string, or a list of one string) and its token ids."
     prompt = data.get("prompt")
@@ -104,7 +104,7 @@ def _prompt_ids(data: dict, tokenizer, limits: ServeLimits) -> tuple[str, list[i
     except ValueError as e:
         raise RequestError(400, f"'prompt' cannot be encoded: {e}", "prompt") from None
 
-# %% ../nbs/08c_openai_api.ipynb #e061b029
+# %% ../nbs/08c_openai_api.ipynb #cd55595e
 def _stop_strings(data: dict) -> tuple[str, ...]:
     stop = data.get("stop")
     if stop is None:
@@ -115,7 +115,15 @@ def _stop_strings(data: dict) -> tuple[str, ...]:
                                 f"{json.dumps(data['stop'])[:80]}", "stop")
     return tuple(stop)
 
-# %% ../nbs/08c_openai_api.ipynb #03cb8218
+# %% ../nbs/08c_openai_api.ipynb #22981bec
+def _check_context(prompt_tokens: int, max_tokens: int, context: int) -> None:
+    if prompt_tokens + max_tokens > context:
+        raise RequestError(400, f"This model's maximum context length is {context} tokens, however you requested "
+                                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in your prompt; {max_tokens} "
+                                f"for the completion). Please reduce your prompt or completion length.",
+                           "max_tokens", "context_length_exceeded")
+
+# %% ../nbs/08c_openai_api.ipynb #6929a5b1
 @dataclass
 class CompletionRequest:
     "A validated `POST /v1/completions` body."
@@ -125,7 +133,7 @@ class CompletionRequest:
     params: SamplingParams
     stream: bool = False
 
-
+# %% ../nbs/08c_openai_api.ipynb #ddcccc4f
 def parse_completion_request(data: dict, backend: Backend, limits: ServeLimits) -> CompletionRequest:
     "Check every field of an OpenAI completions request; a `RequestError` names the first bad one."
     _check_fields(data)
@@ -135,12 +143,7 @@ def parse_completion_request(data: dict, backend: Backend, limits: ServeLimits) 
                            "model", "model_not_found")
     prompt, ids = _prompt_ids(data, backend.tokenizer, limits)
     max_tokens = _number(data, "max_tokens", 16, 1, limits.max_tokens, integer=True)
-    context = int(backend.config["max_seq_len"])
-    if len(ids) + max_tokens > context:
-        raise RequestError(400, f"This model's maximum context length is {context} tokens, however you requested "
-                                f"{len(ids) + max_tokens} tokens ({len(ids)} in your prompt; {max_tokens} for the "
-                                f"completion). Please reduce your prompt or completion length.",
-                           "max_tokens", "context_length_exceeded")
+    _check_context(len(ids), max_tokens, int(backend.config["max_seq_len"]))
     seed = _number(data, "seed", None, -(2**63), 2**64 - 1, integer=True)
     params = SamplingParams(
         max_tokens=max_tokens, temperature=float(_number(data, "temperature", 1.0, 0, 2)),
@@ -152,12 +155,12 @@ def parse_completion_request(data: dict, backend: Backend, limits: ServeLimits) 
         raise RequestError(400, f"'stream' must be true or false, got {json.dumps(stream)}", "stream")
     return CompletionRequest(prompt, ids, params, stream)
 
-# %% ../nbs/08c_openai_api.ipynb #f8665309
+# %% ../nbs/08c_openai_api.ipynb #0076fd48
 def sse(data) -> bytes:
     "One server-sent event: `data: <json>` and a blank line."
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
 
-
+# %% ../nbs/08c_openai_api.ipynb #bb9b23ad
 def completion_chunk(cid: str, model: str, text: str, finish_reason=None, usage=None) -> dict:
     "The OpenAI `text_completion` object; streamed chunks carry a piece of text, the last one finish_reason and usage."
     chunk = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": model,

@@ -1,10 +1,15 @@
-"""The whole path as a user walks it: `tt-train` a tiny model, `tt-export` it to ONNX (fp32 and int8), `tt-serve` it."""
+"""The whole path as a user walks it: `tt-train` a tiny model, `tt-export` it to ONNX (fp32 and int8, with the KV
+cache), `tt-serve` the int8 file, and talk to it with the official `openai` client."""
 from pathlib import Path
+
+import pytest
 
 from helpers import run
 from serve_helpers import Server, call
 
 from tiny_transformer.utils.logging import parse_json_logs
+
+openai = pytest.importorskip("openai")
 
 TRAIN_ARGS = ["--preset", "tiny", "model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.d_ff=128",
               "model.max_seq_len=64", "training.batch_size=8", "training.max_steps=30", "training.eval_every=15",
@@ -33,15 +38,16 @@ def test_train_export_serve(tmp_path):
     assert f"wrote {int8}" in result.stdout and "validation loss" in result.stdout
 
     log_file = tmp_path / "serve.jsonl"
-    server = Server(int8, "--max-new-tokens", 64, "--timeout", 60, log_file=log_file)
+    server = Server(int8, "--max-tokens", 64, "--timeout", 60, log_file=log_file)
     try:
         status, health = call(f"{server.url}/health", timeout=30)
         assert status == 200 and health["status"] == "ok" and health["backend"] == "onnx"
         assert health["model"] == int8.name and health["model_config"]["d_model"] == 64
-        status, answer = call(f"{server.url}/generate", {"prompt": "ROMEO:", "max_new_tokens": 20, "seed": 0},
-                              timeout=60)
-        assert status == 200, answer
-        assert answer["text"].startswith("ROMEO:") and len(answer["completion"]) > 0 and answer["new_tokens"] == 20
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        done = client.completions.create(model=int8.name, prompt="ROMEO:", max_tokens=20, seed=0)
+        assert len(done.choices[0].text) > 0 and done.usage.completion_tokens == 20
+        streamed = client.completions.create(model=int8.name, prompt="ROMEO:", max_tokens=20, seed=0, stream=True)
+        assert "".join(c.choices[0].text for c in streamed) == done.choices[0].text
     finally:
         server.stop()
     assert server.proc.returncode is not None  # the server process is gone
@@ -49,4 +55,4 @@ def test_train_export_serve(tmp_path):
     records = parse_json_logs(log_file)
     assert len(records) >= 3 and not records.skipped
     assert all({"timestamp", "level", "message"} <= set(r) for r in records)
-    assert any(r.get("path") == "/generate" and r.get("status") == 200 and "request_id" in r for r in records)
+    assert any(r.get("path") == "/v1/completions" and r.get("status") == 200 and "request_id" in r for r in records)
