@@ -201,7 +201,8 @@ def sample_next_token(
 ) -> torch.Tensor:
     "Sample one token id per row; returns shape (batch, 1)."
     _check_sampling_args(temperature, top_k, top_p)
-    logits = logits.float() / temperature
+    logits = logits.double()  # shifted so the largest is 0, then divided: tiny temperatures give -inf, never NaN
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
