@@ -36,7 +36,7 @@ __all__ = ['METADATA_KEY', 'ONNX_OPSET', 'MIN_ONNX_OPSET', 'EXPORT_FORMATS', 'lo
 # %% ../nbs/08_export.ipynb #50c0db5b
 METADATA_KEY = "tiny_transformer"  # the key under which every artifact stores its metadata (JSON)
 
-
+# %% ../nbs/08_export.ipynb #5c8f7612
 def _safetensors_info(path: Path) -> tuple[TinyTransformerLM, dict]:
     "Model and metadata of a file written by `save_model_safetensors` (and so by `export_safetensors`)."
     try:
@@ -48,7 +48,6 @@ def _safetensors_info(path: Path) -> tuple[TinyTransformerLM, dict]:
         info.update(json.loads(header[METADATA_KEY]))
         info["model_config"] = header["model_config"]
     return model, info
-
 
 # %% ../nbs/08_export.ipynb #76f933d3
 def load_model_for_export(
@@ -75,7 +74,7 @@ def _package_dir() -> Path:
 
     return Path(tiny_transformer.__file__).resolve().parent
 
-
+# %% ../nbs/08_export.ipynb #66adfc17
 def export_metadata(model: TinyTransformerLM, tokenizer_state: dict, fmt: str, **extra) -> dict:
     "Everything needed to use an exported `model`: config, tokenizer, provenance."
     return {
@@ -94,7 +93,7 @@ def example_inputs(model: TinyTransformerLM, batch: int = 2, seq: int = 16) -> t
     "Token ids to trace with; deliberately not 1 (0/1-sized dims get specialised by exporters)."
     return (torch.randint(0, model.config["vocab_size"], (batch, min(seq, model.max_seq_len))),)
 
-
+# %% ../nbs/08_export.ipynb #5e49cd97
 def dynamic_dims(model: TinyTransformerLM) -> dict:
     "`dynamic_shapes` for `forward(input_ids)`: batch and sequence length are both dynamic."
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -111,7 +110,7 @@ def export_torch_program(model: TinyTransformerLM, path: str | Path, metadata: d
     torch.export.save(program, path, extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
     return path
 
-
+# %% ../nbs/08_export.ipynb #dd7da360
 def load_torch_program(path: str | Path):
     "Load a `.pt2` file: returns (callable module, metadata)."
     extra = {f"{METADATA_KEY}.json": ""}
@@ -124,7 +123,7 @@ def parity_shapes(max_seq_len: int) -> list[tuple[int, int]]:
     "Three (batch, seq) shapes: one token, an odd middle size, and a full context batch."
     return [(1, 1), (3, min(17, max_seq_len)), (8, max_seq_len)]
 
-
+# %% ../nbs/08_export.ipynb #28c23540
 @torch.no_grad()
 def check_parity(
     model: TinyTransformerLM,  # the eager reference
@@ -146,7 +145,7 @@ def check_parity(
     worst = max(d for _, d in results)
     return {"results": results, "max_abs_diff": worst, "ok": worst <= atol}
 
-
+# %% ../nbs/08_export.ipynb #7bc992e0
 def format_parity(report: dict, atol: float = 1e-4) -> str:
     "A few readable lines for a parity report."
     lines = [f"  batch {b:>2} x seq {s:>3}: max |logit diff| = {d:.2e}" for (b, s), d in report["results"]]
@@ -167,7 +166,7 @@ class _ContextGuard(torch.nn.Module):
             raise ValueError("input is longer than the model's context (max_seq_len)")
         return self.core(input_ids)
 
-
+# %% ../nbs/08_export.ipynb #b538fdd4
 def export_torchscript(model: TinyTransformerLM, path: str | Path, metadata: dict, method: str = "script") -> Path:
     "Legacy TorchScript export: `trace`, or `script` (a scripted guard around the trace)."
     if method not in ("trace", "script"):
@@ -181,7 +180,7 @@ def export_torchscript(model: TinyTransformerLM, path: str | Path, metadata: dic
     torch.jit.save(module, str(path), _extra_files=extra)
     return Path(path)
 
-
+# %% ../nbs/08_export.ipynb #afa988fd
 def load_torchscript(path: str | Path):
     "Load a TorchScript file: returns (module, metadata). Call it under `torch.no_grad()`."
     extra = {f"{METADATA_KEY}.json": ""}
@@ -192,7 +191,7 @@ def load_torchscript(path: str | Path):
 ONNX_OPSET = 23  # the default: Attention is one operator
 MIN_ONNX_OPSET = 18  # the oldest this exporter writes a loadable file for
 
-
+# %% ../nbs/08_export.ipynb #cbd599cb
 def check_onnx_opset(opset: int) -> None:
     "Raise a ValueError naming the supported range unless `opset` is one `export_onnx` can write."
     if not MIN_ONNX_OPSET <= opset <= ONNX_OPSET:
@@ -207,7 +206,7 @@ class GenerationTimeout(TimeoutError):
         super().__init__(f"generation passed its deadline after {tokens_done} new tokens")
         self.tokens_done = tokens_done
 
-
+# %% ../nbs/08_export.ipynb #a3e58ce0
 def _as_prompt(input_ids) -> torch.Tensor:
     out = torch.as_tensor(input_ids, dtype=torch.long)
     out = out.unsqueeze(0) if out.dim() == 1 else out
@@ -215,7 +214,7 @@ def _as_prompt(input_ids) -> torch.Tensor:
         raise ValueError("The prompt is empty: give at least one token")
     return out
 
-
+# %% ../nbs/08_export.ipynb #e6f283b7
 @torch.no_grad()
 def generate_from_logits(
     logits_fn,  # callable: (batch, seq) int64 ids -> (batch, seq, vocab) logits
@@ -293,7 +292,7 @@ def _onnx_module():
     from tiny_transformer import onnx_export
     return onnx_export
 
-
+# %% ../nbs/08_export.ipynb #5ef4302e
 def _export_onnx(model, path: Path, metadata: dict, options) -> Path:
     "The cached ONNX graph; with --quantize int8 the fp32 file is written beside it first."
     onnx_export = _onnx_module()
@@ -303,12 +302,12 @@ def _export_onnx(model, path: Path, metadata: dict, options) -> Path:
     onnx_export.export_onnx(model, fp32, metadata, opset=options.opset)
     return onnx_export.quantize_onnx_int8(fp32, path)
 
-
+# %% ../nbs/08_export.ipynb #e6678802
 def _load_onnx(path: Path, threads: int = 1):
     lm = _onnx_module().OnnxRuntimeLM(path, threads)
     return lm, lm.metadata
 
-
+# %% ../nbs/08_export.ipynb #1f6d49de
 def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
@@ -335,7 +334,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
 _MOVED_TO_ONNX_EXPORT = ("OnnxRuntimeLM", "export_onnx", "fold_attention_heads", "ort_session",
                          "quantize_onnx_int8", "read_onnx_metadata")
 
-
+# %% ../nbs/08_export.ipynb #50075e42
 def __getattr__(name: str):
     "Aliases for the names that moved to `tiny_transformer.onnx_export` (08a_onnx)."
     if name in _MOVED_TO_ONNX_EXPORT:
@@ -361,7 +360,7 @@ def _formats_help() -> str:
     return "formats (tt-serve serves: " + ", ".join(n for n, f in EXPORT_FORMATS.items() if f.servable) + "):\n" + \
         "\n".join(lines)
 
-
+# %% ../nbs/08_export.ipynb #0d6568ac
 def _export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tt-export", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -387,7 +386,7 @@ def _default_output(checkpoint: Path, fmt: str, quantize: str | None) -> Path:
         suffix = f".{quantize}{suffix}"
     return checkpoint.with_name(checkpoint.name.split(".")[0] + suffix)
 
-
+# %% ../nbs/08_export.ipynb #7bfd7f23
 @torch.no_grad()
 def validation_loss(logits_fn, batches) -> float:
     "Mean next-token cross-entropy of any ids -> logits callable over (inputs, targets) batches."

@@ -81,7 +81,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.proj(F.gelu(self.fc(x))))
 
-
+# %% ../nbs/01_model.ipynb #ca36fe74
 class Block(nn.Module):
     "A pre-LayerNorm transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`."
 
@@ -110,7 +110,7 @@ def _check_model_args(vocab_size, d_model, n_heads, n_layers, d_ff, max_seq_len,
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
-
+# %% ../nbs/01_model.ipynb #d78acd34
 class TinyTransformerLM(nn.Module):
     "A GPT-style decoder-only language model: `forward(input_ids) -> logits`."
 
@@ -173,7 +173,7 @@ def num_parameters(self: TinyTransformerLM, include_position_embedding: bool = T
     n = sum(p.numel() for p in self.parameters())
     return n if include_position_embedding else n - self.pos_emb.weight.numel()
 
-
+# %% ../nbs/01_model.ipynb #7ab54b13
 @patch
 def new_kv_cache(self: TinyTransformerLM, batch_size: int) -> KVCache:
     "An empty cache sized for this model, on its device and in its dtype."
@@ -191,7 +191,7 @@ def _check_sampling_args(temperature: float, top_k: int | None, top_p: float | N
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
 
-
+# %% ../nbs/01_model.ipynb #5072de25
 def sample_next_token(
     logits: torch.Tensor,  # (batch, vocab) logits of the last position
     temperature: float = 1.0,  # > 0; lower is more conservative
@@ -201,7 +201,8 @@ def sample_next_token(
 ) -> torch.Tensor:
     "Sample one token id per row; returns shape (batch, 1)."
     _check_sampling_args(temperature, top_k, top_p)
-    logits = logits.float() / temperature
+    logits = logits.double()  # shifted so the largest is 0, then divided: tiny temperatures give -inf, never NaN
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -268,7 +269,7 @@ def forward_with_past(self: CausalSelfAttention, x: torch.Tensor, past_k: torch.
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C))), k, v
 
-
+# %% ../nbs/01_model.ipynb #c19299e3
 @patch
 def forward_with_past(self: Block, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor,
                       mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ def past_names(n_layers: int) -> list[str]:
     "Graph input names of the past keys/values, layer by layer: key, value, key, value, ..."
     return [f"past_key_values.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
 
-
+# %% ../nbs/08a_onnx.ipynb #e06fd94f
 def present_names(n_layers: int) -> list[str]:
     "Graph output names of the present keys/values, in the same order."
     return [f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
@@ -58,7 +58,7 @@ def with_past_example_inputs(model: TinyTransformerLM, batch: int = 2, seq: int 
     kv = [torch.zeros(batch, c["n_heads"], past, c["d_model"] // c["n_heads"]) for _ in range(2 * c["n_layers"])]
     return (ids, positions, mask, *kv)
 
-
+# %% ../nbs/08a_onnx.ipynb #284b0ca3
 def with_past_dynamic_shapes(model: TinyTransformerLM) -> tuple:
     "Every batch and sequence axis dynamic; the exporter works out that total_seq = past_seq + seq."
     dyn = torch.export.Dim.DYNAMIC
@@ -90,12 +90,12 @@ def _graph_index(graph) -> tuple[dict, dict, dict, set]:
             readers.setdefault(name, []).append(node)
     return shapes, producer, readers, {o.name for o in graph.output}
 
-
+# %% ../nbs/08a_onnx.ipynb #df404300
 def _swaps_axes_1_2(node) -> bool:
     perm = [list(a.ints) for a in node.attribute if a.name == "perm"] if node is not None else []
     return node is not None and node.op_type == "Transpose" and perm == [[0, 2, 1, 3]]
 
-
+# %% ../nbs/08a_onnx.ipynb #0bcfffd6
 def _heads_of(reshape, shapes) -> int | None:
     "(b, s, h*d) -> (b, s, h, d): h, else None."
     src, dst = shapes.get(reshape.input[0]), shapes.get(reshape.output[0])
@@ -264,7 +264,7 @@ def empty_past(self: OnnxRuntimeLM, batch_size: int) -> list[tuple[torch.Tensor,
     shape = (batch_size, c["n_heads"], 0, c["d_model"] // c["n_heads"])
     return [(torch.zeros(shape), torch.zeros(shape)) for _ in range(c["n_layers"])]
 
-
+# %% ../nbs/08a_onnx.ipynb #d41da7d5
 @patch
 def forward_with_past(self: OnnxRuntimeLM, input_ids, position_ids, attention_mask, past=None):
     "As `TinyTransformerLM.forward_with_past`: (logits (B, T, vocab), present: n_layers x (k, v) (B, h, P+T, d_k))."
@@ -289,7 +289,7 @@ def __call__(self: OnnxRuntimeLM, input_ids: torch.Tensor) -> torch.Tensor:
         return self.forward_with_past(ids, torch.arange(T).expand(B, T), torch.ones(B, T, dtype=torch.long))[0]
     return torch.from_numpy(self.session.run(None, {self.input_name: ids.numpy()})[0])
 
-
+# %% ../nbs/08a_onnx.ipynb #e1f8f748
 @patch
 def generate(self: OnnxRuntimeLM, input_ids, max_new_tokens: int, **kwargs) -> torch.Tensor:
     "Sample `max_new_tokens` tokens (temperature, top_k, top_p, generator, deadline); returns (batch, seq + new)."
