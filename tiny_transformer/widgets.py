@@ -116,6 +116,7 @@ def _render(self: LogComparisonWidget) -> None:
         if self.table is not None:
             display(self.table)
 
+# %% ../nbs/06a_widgets.ipynb #6a0000s1
 @patch
 def _ipython_display_(self: LogComparisonWidget):
     "Jupyter calls this to show the object: show the controls, then draw into them."
@@ -168,6 +169,7 @@ def widget(self: LiveLossPlot):
         self._widget.add_class("tt-live-loss")
     return self._widget
 
+# %% ../nbs/06a_widgets.ipynb #16db0ec6
 @patch
 def _ipython_display_(self: LiveLossPlot):
     from IPython.display import display
@@ -266,6 +268,7 @@ def on_evaluate_end(self: LiveLossPlot, trainer, step: int, metrics: dict) -> No
     "Trainer callback after an evaluation: record `val/loss` and redraw."
     self.update(step, val_loss=metrics.get("val/loss"), force=True)
 
+# %% ../nbs/06a_widgets.ipynb #530b54ae
 @patch
 def on_train_end(self: LiveLossPlot, trainer, summary: dict) -> None:
     "Trainer callback at the end: draw the final picture."

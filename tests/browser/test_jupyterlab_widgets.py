@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 WIDGET_CASES = [
     # (notebook, widget selector, control selector or None for a live widget)
-    ("nbs/03_logging.ipynb", ".tt-logcmp", ".tt-logcmp-smoothing"),  # the JSONL comparison widget
-    ("nbs/06_monitoring.ipynb", ".tt-live-loss", None),  # the live loss plot, redrawn while training runs
+    ("nbs/06a_widgets.ipynb", ".tt-logcmp", ".tt-logcmp-smoothing"),  # the JSONL comparison widget
+    ("nbs/06a_widgets.ipynb", ".tt-live-loss", None),  # the live loss plot, redrawn while training runs
     ("tests/fixtures/widget_slider.ipynb", ".widget-vbox", ".widget-slider"),  # the harness itself
 ]
 RUN_TIMEOUT_S = 240
@@ -195,7 +195,7 @@ def plot_loaded(page, widget: str) -> bool:
                          " return !!i && i.complete && i.naturalWidth > 0; }", f"{widget} img")
 
 
-@pytest.mark.parametrize("notebook,widget,control", WIDGET_CASES, ids=[Path(c[0]).stem for c in WIDGET_CASES])
+@pytest.mark.parametrize("notebook,widget,control", WIDGET_CASES, ids=[Path(c[0]).stem + c[1] for c in WIDGET_CASES])
 def test_widget_renders_and_redraws(lab, notebook, widget, control):
     base, token, context = lab
     t0 = time.monotonic()

@@ -24,13 +24,12 @@ from ..config import flatten_config
 from .logging import as_python_value, format_metric, get_git_state, to_jsonable
 
 # %% auto #0
-__all__ = ['WANDB_DIR_VARS', 'TRACKER_BACKENDS', 'AUTO_FALLBACK', 'TrackerError', 'TrackerBackend', 'ConsoleBackend',
-           'TensorBoardBackend', 'WandbBackend', 'wandb_records', 'parse_backends', 'ExperimentTracker']
+__all__ = ['WANDB_DIR_VARS', 'TRACKER_BACKENDS', 'TrackerError', 'TrackerBackend', 'ConsoleBackend', 'TensorBoardBackend',
+           'WandbBackend', 'wandb_records', 'parse_backends', 'ExperimentTracker']
 
 # %% ../../nbs/04_tracking.ipynb #37ce8b5b
 class TrackerError(RuntimeError):
     "A tracking backend asked for by name could not start; the message names it, the cause and what to do."
-
 
 class TrackerBackend:
     "The no-op backend and the interface every backend implements; each method does nothing here."
@@ -44,45 +43,17 @@ class TrackerBackend:
         "Start this backend for `tracker` (its `run_dir`, `project`, `experiment_name`, `config`, ...)."
         return cls()
 
-    def log_config(self, config: dict, git: dict) -> None:
-        "Record the run's config and git state (called once, at the start)."
-
-    def log_metrics(self, metrics: dict, step: int) -> None:
-        "Record scalar metrics at `step`."
-
-    def log_text(self, key: str, text: str, step: int) -> None:
-        "Record a text (e.g. a generated sample) at `step`."
-
-# %% ../../nbs/04_tracking.ipynb #b0a70031
-@patch
-def log_hparams(self: TrackerBackend, hparams: dict, final_metrics: dict, step: int) -> None:
-    "Record hyperparameters with the run's final metrics, for side-by-side comparison of runs."
-
-@patch
-def log_histograms(self: TrackerBackend, model: torch.nn.Module, step: int) -> None:
-    "Record histograms of parameters and gradients."
-
-@patch
-def log_model(self: TrackerBackend, model: torch.nn.Module, summary: dict) -> None:
-    "Record the model's architecture (`summary`: class, parameter counts, config)."
-
-@patch
-def watch_model(self: TrackerBackend, model: torch.nn.Module, log_freq: int) -> None:
-    "Follow gradients during training (wandb only)."
-
-# %% ../../nbs/04_tracking.ipynb #b0a70032
-@patch
-def save_artifact(self: TrackerBackend, path: Path, name: str, type: str) -> bool:
-    "Store a file or folder; return True if this backend stored it."
-    return False
-
-@patch
-def flush(self: TrackerBackend) -> None:
-    "Write buffered data out."
-
-@patch
-def finish(self: TrackerBackend, status: str) -> None:
-    "Close the run; `status` is 'completed', 'failed' or 'interrupted'."
+    # The interface: each method does nothing here; a backend overrides what it supports.
+    def log_config(self, config: dict, git: dict) -> None: "Record the run's config and git state (once, at the start)."
+    def log_metrics(self, metrics: dict, step: int) -> None: "Record scalar metrics at `step`."
+    def log_text(self, key: str, text: str, step: int) -> None: "Record a text (e.g. a generated sample) at `step`."
+    def log_hparams(self, hparams: dict, final_metrics: dict, step: int) -> None: "Hyperparameters with the final metrics."
+    def log_histograms(self, model: torch.nn.Module, step: int) -> None: "Histograms of parameters and gradients."
+    def log_model(self, model: torch.nn.Module, summary: dict) -> None: "The architecture (class, sizes, config)."
+    def watch_model(self, model: torch.nn.Module, log_freq: int) -> None: "Follow gradients during training (wandb)."
+    def save_artifact(self, path: Path, name: str, type: str) -> bool: return False  # True: this backend stored it
+    def flush(self) -> None: "Write buffered data out."
+    def finish(self, status: str) -> None: "Close the run; `status` is 'completed', 'failed' or 'interrupted'."
 
 # %% ../../nbs/04_tracking.ipynb #fb195f98
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -94,7 +65,7 @@ def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
             out[key] = float(value)
     return out
 
-
+# %% ../../nbs/04_tracking.ipynb #fb195fs1
 class ConsoleBackend(TrackerBackend):
     "Print metrics, texts and the config to stdout."
 
@@ -123,7 +94,6 @@ class ConsoleBackend(TrackerBackend):
 def _markdown_pre(text: str) -> str:
     "Indent every line by 4 spaces: TensorBoard renders text as Markdown, and this keeps it verbatim."
     return "\n".join("    " + line for line in str(text).splitlines()) or "    "
-
 
 def _hparam_value(value: Any) -> bool | int | float | str:
     if isinstance(value, (bool, int, float, str)):
@@ -195,7 +165,6 @@ def finish(self: TensorBoardBackend, status):
 
 # %% ../../nbs/04_tracking.ipynb #96e8d099
 WANDB_DIR_VARS = {"WANDB_DIR": "", "WANDB_DATA_DIR": "data", "WANDB_CACHE_DIR": "cache", "WANDB_CONFIG_DIR": "config"}
-
 
 class WandbBackend(TrackerBackend):
     "A wandb run, offline by default, with every wandb file inside `<run_dir>/wandb`."
@@ -312,7 +281,6 @@ def wandb_records(path: Path) -> list[bytes]:
             pending = data if kind == 2 else pending + data
     return records
 
-
 def _wait_for_exit_record(path: Path, timeout: float = 30.0) -> bool:
     "wandb's service writes the run file after `run.finish()` returns: wait until its exit record is there."
     from wandb.proto import wandb_internal_pb2
@@ -338,7 +306,6 @@ TRACKER_BACKENDS: dict[str, type[TrackerBackend]] = {
     "console": ConsoleBackend,
     "none": TrackerBackend,  # the no-op base: nothing is logged
 }
-AUTO_FALLBACK = "console"  # what "auto" uses when none of the `in_auto` backends starts
 
 # %% ../../nbs/04_tracking.ipynb #9b273153
 def parse_backends(backend: str | Sequence[str] | None) -> list[str]:
@@ -404,6 +371,7 @@ def _cause(error: BaseException) -> str:
     error = error.__cause__ or error
     return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
 
+# %% ../../nbs/04_tracking.ipynb #b0a700s1
 @patch
 def _start(self: ExperimentTracker, name: str) -> TrackerBackend:
     "Start the backend `name`, or raise a TrackerError naming it, the cause and what to do."
@@ -420,7 +388,7 @@ def _start(self: ExperimentTracker, name: str) -> TrackerBackend:
 # %% ../../nbs/04_tracking.ipynb #b0a7000a
 @patch
 def _start_auto(self: ExperimentTracker) -> list[TrackerBackend]:
-    "Every `in_auto` backend that starts, else the fallback; one warning if any failed."
+    "Every `in_auto` backend that starts, else the console; one warning if any failed."
     started, failures = [], []
     for name, backend_class in TRACKER_BACKENDS.items():
         if backend_class.in_auto:
@@ -428,7 +396,7 @@ def _start_auto(self: ExperimentTracker) -> list[TrackerBackend]:
                 started.append(self._start(name))
             except TrackerError as e:
                 failures.append(f"{name} failed ({_cause(e)})")
-    started = started or [self._start(AUTO_FALLBACK)]
+    started = started or [self._start(ConsoleBackend.name)]  # the fallback: the console
     if failures:
         warnings.warn(f'tracking backend="auto" is using {"+".join(b.name for b in started)}: '
                       + "; ".join(failures), RuntimeWarning, stacklevel=4)
@@ -460,6 +428,7 @@ def log_text(self: ExperimentTracker, key: str, text: str, step: int | None = No
     "Log a text, e.g. a generated sample, at `step` (default: the last logged step)."
     self._each("log_text", key, str(text), self.last_step if step is None else step)
 
+# %% ../../nbs/04_tracking.ipynb #7fb1a640
 @patch
 def log_hparams(self: ExperimentTracker, hparams: Mapping[str, Any] | None = None,
                 final_metrics: Mapping[str, Any] | None = None) -> None:

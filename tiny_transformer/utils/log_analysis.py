@@ -43,7 +43,7 @@ def _json_object(line: str) -> dict | None:
         return None
     return record if isinstance(record, dict) else None
 
-
+# %% ../../nbs/03a_log_analysis.ipynb #3a0000s1
 def parse_json_logs(log_file: str | os.PathLike, warn: bool = True) -> LogRecords:
     "Read a JSON-lines log; lines that are not JSON objects are skipped and counted (and warned about)."
     path = Path(log_file)
@@ -68,7 +68,6 @@ def parse_json_logs(log_file: str | os.PathLike, warn: bool = True) -> LogRecord
 # %% ../../nbs/03a_log_analysis.ipynb #3a00000e
 _INT64 = 2 ** 63
 
-
 def record_step(record: dict) -> int | None:
     "The record's step as an int, or None if it has none that is a whole number within 64 bits."
     value = record.get("step")
@@ -83,7 +82,7 @@ def record_step(record: dict) -> int | None:
         return None
     return int(value) if -_INT64 <= value < _INT64 else None
 
-
+# %% ../../nbs/03a_log_analysis.ipynb #1416dfc7
 def metric_value(value: Any) -> float | None:
     "A metric as a float (NaN/±inf included), or None if it is not a number."
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -93,7 +92,7 @@ def metric_value(value: Any) -> float | None:
     except (ValueError, OverflowError):  # "abc", or an int too large for a float
         return None
 
-
+# %% ../../nbs/03a_log_analysis.ipynb #3a0000s2
 def record_metrics(record: dict) -> dict[str, float]:
     "The numeric metrics of a record as {name: float}; other values are left out."
     metrics = record.get("metrics")
@@ -154,7 +153,6 @@ def find_logs(folder: str | os.PathLike) -> list[Path]:
     "Every rank-0 JSON-lines log under `folder`, sorted by path."
     return sorted(p for p in Path(folder).rglob("*.jsonl") if ".rank" not in p.name)
 
-
 def _load_logs(logs) -> list[LogRecords]:
     "A folder, a file, or a list of files and/or already parsed `LogRecords` → a list of `LogRecords`."
     if isinstance(logs, (str, os.PathLike)):
@@ -162,7 +160,7 @@ def _load_logs(logs) -> list[LogRecords]:
         logs = find_logs(path) if path.is_dir() else [path]
     return [log if isinstance(log, LogRecords) else parse_json_logs(log) for log in logs]
 
-
+# %% ../../nbs/03a_log_analysis.ipynb #bda71734
 def run_name(records: Sequence[dict], path: str | os.PathLike | None = None) -> str:
     "The experiment name from the log's start line, else the file name without `.jsonl`."
     for record in records:
@@ -230,7 +228,7 @@ def _best(frame, metric: str, mode: str) -> tuple[float, int | None]:
     step = series.idxmin() if mode == "min" else series.idxmax()
     return float(series[step]), int(step)
 
-
+# %% ../../nbs/03a_log_analysis.ipynb #2b830de4
 def _run_row(records: LogRecords, metric: str, mode: str) -> dict:
     frame = load_metrics(records)
     end = next((r for r in reversed(records) if r.get("event") == "end"), None)
@@ -246,7 +244,7 @@ def _config(records: LogRecords) -> dict:
     config = start.get("config")
     return flatten_config(config) if isinstance(config, dict) else {}
 
-
+# %% ../../nbs/03a_log_analysis.ipynb #5358b734
 def summarize_experiments(
     log_files,  # a folder to search, or a list of log files (or of parsed `LogRecords`)
     metric: str = "val/loss",  # the metric to rank by

@@ -35,14 +35,12 @@ __all__ = ['NONFINITE_STRINGS', 'decode_float', 'to_jsonable', 'JSONFormatter', 
 # %% ../../nbs/03_logging.ipynb #a499d63a
 NONFINITE_STRINGS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
-
 def _float_to_json(value: float) -> float | str:
     if math.isfinite(value):
         return value
     if math.isnan(value):
         return "NaN"
     return "Infinity" if value > 0 else "-Infinity"
-
 
 def decode_float(value: Any) -> Any:
     "Inverse of the non-finite encoding: 'NaN' → nan, 'Infinity' → inf, '-Infinity' → -inf; others unchanged."
@@ -105,13 +103,12 @@ def _git(args: list[str], cwd: str | os.PathLike | None) -> str | None:
         return None
     return result.stdout if result.returncode == 0 else None
 
-
 def get_git_commit(path: str | os.PathLike | None = None) -> str | None:
     "The commit hash checked out at `path` (default: the current directory), or None outside git."
     out = _git(["rev-parse", "HEAD"], path)
     return out.strip() if out else None
 
-
+# %% ../../nbs/03_logging.ipynb #172527s1
 def get_git_state(path: str | os.PathLike | None = None) -> dict:
     "`{'commit': hash or None, 'dirty': True if tracked files have uncommitted changes (None if unknown)}`."
     commit = get_git_commit(path)
@@ -157,7 +154,7 @@ class _StdoutHandler(logging.StreamHandler):
         self.stream = sys.stdout
         super().emit(record)
 
-
+# %% ../../nbs/03_logging.ipynb #0386aes1
 def _resolve_level(level: str | int) -> int:
     if isinstance(level, int):
         return level
@@ -222,6 +219,7 @@ def log(self: StructuredLogger, level: int, message: str, event: str = "message"
              "fields": fields}
     self._logger.log(level, message, extra=extra)
 
+# %% ../../nbs/03_logging.ipynb #c0a1b2s1
 @patch
 def debug(self: StructuredLogger, message: str, **fields) -> None: self.log(logging.DEBUG, message, **fields)
 @patch
@@ -257,7 +255,7 @@ def as_python_value(value: Any) -> Any:
         return value.item()
     return value
 
-
+# %% ../../nbs/03_logging.ipynb #8f9059s1
 def format_metric(value: Any) -> str:
     "Short human form of a metric value: 4 decimals for ordinary floats, scientific for tiny or huge ones."
     if isinstance(value, bool) or not isinstance(value, float):
@@ -339,6 +337,7 @@ def log_checkpoint(self: TrainingLogger, path: str | os.PathLike | None = None, 
     self.log(logging.INFO, f"checkpoint {path}", event="checkpoint", step=step, metrics=metrics or None,
              path=str(path), **extra)
 
+# %% ../../nbs/03_logging.ipynb #2d30fa14
 @patch
 def log_error(self: TrainingLogger, exc: BaseException, step: int | None = None, **extra) -> None:
     "Log an exception: its type, message and full traceback (level ERROR)."
@@ -357,6 +356,7 @@ def log_end(self: TrainingLogger, status: str = "completed", **summary) -> None:
     self.log(logging.INFO if status == "completed" else logging.WARNING, f"end: {status} after {wall:.1f} s",
              event="end", status=status, wall_time_s=wall, **summary)
 
+# %% ../../nbs/03_logging.ipynb #94d941c3
 @patch
 def __exit__(self: TrainingLogger, exc_type, exc, tb):
     if exc is not None and not self._ended:
