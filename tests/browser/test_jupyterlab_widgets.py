@@ -67,6 +67,11 @@ def jupyterlab_server(root: Path):
     news = home / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True, exist_ok=True)
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    # Every cell stays rendered: with the default 'contentVisibility' windowing, a widget far above the last cell
+    # (06a_widgets holds two) is skipped by the browser and never counts as visible.
+    windowing = home / "lab-settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    windowing.parent.mkdir(parents=True, exist_ok=True)
+    windowing.write_text('{"windowingMode": "none"}')
     token, port = secrets.token_hex(16), free_port()
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",

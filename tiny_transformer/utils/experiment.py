@@ -359,12 +359,12 @@ class ExperimentTracker:
 # %% ../../nbs/04_tracking.ipynb #b0a70007
 @patch(cls_method=True)
 def from_config(cls: ExperimentTracker, tracking: Any, run_dir: str | os.PathLike, experiment_name: str,
-                config: Any = None, tags: Sequence[str] = ()) -> ExperimentTracker:
-    "Build a tracker from a `tracking` config section (a dataclass or a dict)."
+                config: Any = None, tags: Sequence[str] = (), backend: str | None = None) -> ExperimentTracker:
+    "Build a tracker from a `tracking` config section (a dataclass or a dict); `backend` overrides its backend."
     get = tracking.get if isinstance(tracking, Mapping) else lambda key, default=None: getattr(tracking, key, default)
-    return cls(get("project", "tiny-transformer"), experiment_name, config=config, backend=get("backend", "auto"),
-               log_dir=run_dir, tags=[*tags, *(get("tags") or [])], notes=get("notes") or None,
-               wandb_mode=get("wandb_mode"), start_timeout_s=get("start_timeout_s", 10.0))
+    return cls(get("project", "tiny-transformer"), experiment_name, config=config,
+               backend=backend or get("backend", "auto"), log_dir=run_dir, tags=[*tags, *(get("tags") or [])],
+               notes=get("notes") or None, wandb_mode=get("wandb_mode"), start_timeout_s=get("start_timeout_s", 10.0))
 
 # %% ../../nbs/04_tracking.ipynb #b0a70009
 def _cause(error: BaseException) -> str:

@@ -197,10 +197,10 @@ def compare_experiments(
     if x not in ("step", "time"):
         raise ValueError(f"x must be 'step' or 'time', got {x!r}")
     require_extra("matplotlib", "widgets")
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt  # a pyplot figure displays itself in a notebook
 
-    fig = Figure(figsize=figsize)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = plt.subplots(figsize=figsize)
+    plt.close(fig)  # we return it; pyplot must not show it a second time
     plotted = 0
     for i, records in enumerate(_load_logs(log_files)):
         label = labels[i] if labels else run_name(records, records.path)
