@@ -200,7 +200,7 @@ class WandbBackend(TrackerBackend):
 def from_tracker(cls: WandbBackend, tracker):
     started = time.monotonic()
     import wandb  # noqa: F401  (counted in the start-up budget)
-    budget = max(1.0, tracker.start_timeout_s - (time.monotonic() - started))
+    budget = max(1.0, tracker.start_timeout_s - (time.monotonic() - started) - 1.5)  # wandb gives up ~1 s late
     return cls(tracker.project, tracker.experiment_name, tracker.run_dir, tracker.config, tracker.tags,
                tracker.notes, mode=tracker.wandb_mode, init_timeout=budget)
 
