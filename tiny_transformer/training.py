@@ -71,13 +71,16 @@ class Trainer:
 def load_corpus(config: ExperimentConfig) -> CorpusData:
     "The tokenized corpus of `config.data`; a file that cannot be used raises a `ConfigError` naming data.path."
     data = config.data
+    where = data.path or os.environ.get("TT_DATA") or "the default corpus"
     try:
-        return prepare_corpus(data.path, data.tokenizer, config.model.vocab_size, data.val_fraction)
-    except (OSError, ValueError) as e:  # not found, not text, empty, too short (ConfigError is a ValueError too)
-        if isinstance(e, ConfigError):
-            raise
-        where = data.path or os.environ.get("TT_DATA") or "the default corpus"
+        corpus = prepare_corpus(data.path, data.tokenizer, config.model.vocab_size, data.val_fraction)
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as e:  # not found, not text, too short (a corpus error type is one of these)
         raise ConfigError([("data.path", f"{where}: {e}. Point data.path (or $TT_DATA) at a UTF-8 text file")]) from e
+    if corpus.vocab_size == 0 or len(corpus.train) == 0:
+        raise ConfigError([("data.path", f"{where}: the text is empty. Point data.path (or $TT_DATA) at a UTF-8 text file")])
+    return corpus
 
 # %% ../nbs/07_training.ipynb #a0fe62d4
 @patch

@@ -238,6 +238,8 @@ def _validation_data(args, state: dict, tokenizer, max_seq_len: int):
     try:
         text = resolve_corpus(data_path).read_text(encoding="utf-8")
         val = torch.tensor(tokenizer.encode(split_text(text, config.data.val_fraction if config else 0.1)[1]))
+        if len(val) <= max_seq_len:
+            raise ValueError(f"its validation part has {len(val)} tokens, fewer than one window")
         return fixed_batches(val, max_seq_len, batch_size, n_batches)
     except (OSError, ValueError) as e:
         raise ValueError(f"--data {data_path or '(default corpus)'}: {e}. Pass a UTF-8 text file long enough for "
