@@ -5,13 +5,15 @@
 # %% ../nbs/06e_callbacks.ipynb #d187b8c5
 from __future__ import annotations
 
+from fastcore.basics import patch
+
 # %% auto #0
 __all__ = ['CALLBACK_EVENTS', 'Callbacks', 'ProgressBar']
 
 # %% ../nbs/06e_callbacks.ipynb #417e9cb4
 CALLBACK_EVENTS = ("on_train_start", "on_step_end", "on_evaluate_end", "on_checkpoint_saved", "on_train_end")
 
-
+# %% ../nbs/06e_callbacks.ipynb #d8a74206
 class Callbacks:
     "The trainer's callbacks: any objects with some of the `CALLBACK_EVENTS` methods."
 
@@ -31,30 +33,38 @@ class Callbacks:
     def __len__(self) -> int:
         return len(self.callbacks)
 
-# %% ../nbs/06e_callbacks.ipynb #d8a74206
+# %% ../nbs/06e_callbacks.ipynb #129a7745
 class ProgressBar:
     "A tqdm bar over the run's steps, moved at each log interval, with the latest train and validation loss."
 
-    def __init__(self, **tqdm_kwargs):
+    def __init__(self, **tqdm_kwargs):  # passed on to tqdm
         self.tqdm_kwargs, self.bar, self.val_loss = tqdm_kwargs, None, None
 
-    def on_train_start(self, trainer) -> None:
-        from tqdm.auto import tqdm
+# %% ../nbs/06e_callbacks.ipynb #15d7726c
+@patch
+def on_train_start(self: ProgressBar, trainer) -> None:
+    from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=trainer.config.training.max_steps, initial=trainer.global_step,
-                        desc=trainer.config.name, dynamic_ncols=True, **self.tqdm_kwargs)
+    self.bar = tqdm(total=trainer.config.training.max_steps, initial=trainer.global_step,
+                    desc=trainer.config.name, dynamic_ncols=True, **self.tqdm_kwargs)
 
-    def on_evaluate_end(self, trainer, step: int, metrics: dict) -> None:
-        self.val_loss = metrics.get("val/loss")
+# %% ../nbs/06e_callbacks.ipynb #d51cfe73
+@patch
+def on_evaluate_end(self: ProgressBar, trainer, step: int, metrics: dict) -> None:
+    self.val_loss = metrics.get("val/loss")
 
-    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
-        self.bar.update(step - self.bar.n)
-        postfix = {"loss": f"{metrics['train/loss']:.3f}"} if "train/loss" in metrics else {}
-        if self.val_loss is not None:
-            postfix["val"] = f"{self.val_loss:.3f}"
-        self.bar.set_postfix(postfix)
 
-    def on_train_end(self, trainer, summary: dict) -> None:
-        if self.bar is not None:
-            self.bar.update(trainer.global_step - self.bar.n)
-            self.bar.close()
+@patch
+def on_step_end(self: ProgressBar, trainer, step: int, metrics: dict) -> None:
+    self.bar.update(step - self.bar.n)
+    postfix = {"loss": f"{metrics['train/loss']:.3f}"} if "train/loss" in metrics else {}
+    if self.val_loss is not None:
+        postfix["val"] = f"{self.val_loss:.3f}"
+    self.bar.set_postfix(postfix)
+
+# %% ../nbs/06e_callbacks.ipynb #c0a7ca20
+@patch
+def on_train_end(self: ProgressBar, trainer, summary: dict) -> None:
+    if self.bar is not None:
+        self.bar.update(trainer.global_step - self.bar.n)
+        self.bar.close()

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from fastcore.basics import patch
 
 from .config import ExperimentConfig, config_diff, format_config_diff
 from .utils.checkpoint import CheckpointError, CheckpointManager, read_checkpoint
 
 # %% auto #0
-__all__ = ['ARCHITECTURE_KEYS', 'FaultPlan', 'DistributedContext', 'RunDirBusyError', 'RunDirLock', 'ResumeError', 'ResumePlan',
-           'plan_resume']
+__all__ = ['ARCHITECTURE_KEYS', 'FaultPlan', 'DistributedContext', 'RunDirBusyError', 'RunDirLock', 'ResumeError',
+           'NonFiniteLossError', 'ResumePlan', 'plan_resume']
 
 # %% ../nbs/06f_run_control.ipynb #fcc82606
 @dataclass
@@ -26,17 +27,6 @@ class FaultPlan:
 
     nan_steps: set[int] = field(default_factory=set)
     oom_steps: set[int] = field(default_factory=set)
-
-    @classmethod
-    def from_env(cls, variable: str = "TT_INJECT_FAULTS") -> "FaultPlan":
-        plan = cls()
-        spec = os.environ.get(variable, "").strip()
-        for item in filter(None, (s.strip() for s in spec.split(","))):
-            kind, _, step = item.partition("@")
-            if kind not in ("nan", "oom") or not step.isdigit():
-                raise ValueError(f"{variable}: cannot read {item!r}; expected items like 'nan@5' or 'oom@10'")
-            getattr(plan, f"{kind}_steps").add(int(step))
-        return plan
 
     def take(self, kind: str, step: int) -> bool:
         "True (once) if a fault of `kind` is planned at `step`."
@@ -47,6 +37,18 @@ class FaultPlan:
         return False
 
 # %% ../nbs/06f_run_control.ipynb #e3226523
+@patch(cls_method=True)
+def from_env(cls: FaultPlan, variable: str = "TT_INJECT_FAULTS") -> FaultPlan:
+    "The plan in `$TT_INJECT_FAULTS`, e.g. 'nan@5,oom@10' (empty: no faults)."
+    plan = cls()
+    for item in filter(None, (s.strip() for s in os.environ.get(variable, "").split(","))):
+        kind, _, step = item.partition("@")
+        if kind not in ("nan", "oom") or not step.isdigit():
+            raise ValueError(f"{variable}: cannot read {item!r}; expected items like 'nan@5' or 'oom@10'")
+        getattr(plan, f"{kind}_steps").add(int(step))
+    return plan
+
+# %% ../nbs/06f_run_control.ipynb #5d87d9d1
 @dataclass
 class DistributedContext:
     "Rank, world size and local rank from torchrun's environment; initialises the process group."
@@ -60,35 +62,40 @@ class DistributedContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    @classmethod
-    def from_env(cls) -> "DistributedContext":
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        ctx = cls(int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-        if world_size > 1 and not torch.distributed.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            if backend == "nccl":
-                torch.cuda.set_device(ctx.local_rank)
-            torch.distributed.init_process_group(backend=backend)
-            ctx.initialized_here = True
-        return ctx
+# %% ../nbs/06f_run_control.ipynb #e04870a8
+@patch(cls_method=True)
+def from_env(cls: DistributedContext) -> DistributedContext:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    ctx = cls(int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    if world_size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(ctx.local_rank)
+        torch.distributed.init_process_group(backend=backend)
+        ctx.initialized_here = True
+    return ctx
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        "True on every rank if `flag` is true on any rank (so all ranks agree to stop)."
-        if self.world_size == 1:
-            return flag
-        t = torch.tensor([int(flag)], device=device)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-        return bool(t.item())
+# %% ../nbs/06f_run_control.ipynb #f8208d83
+@patch
+def any(self: DistributedContext, flag: bool, device: torch.device) -> bool:
+    "True on every rank if `flag` is true on any rank (so all ranks agree to stop)."
+    if self.world_size == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
 
-    def close(self) -> None:
-        if self.initialized_here and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
 
-# %% ../nbs/06f_run_control.ipynb #83d9c6de
+@patch
+def close(self: DistributedContext) -> None:
+    if self.initialized_here and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+# %% ../nbs/06f_run_control.ipynb #7919d438
 class RunDirBusyError(RuntimeError):
     "Another live process holds the run directory's lock."
 
-
+# %% ../nbs/06f_run_control.ipynb #1c3af94d
 class RunDirLock:
     "An exclusive lock on a run directory, held from `acquire()` to `release()`; the kernel frees it if the holder dies."
 
@@ -97,46 +104,54 @@ class RunDirLock:
         self.stale_pid: str | None = None  # the pid left by a holder that died without releasing
         self._file = None
 
-    def acquire(self) -> "RunDirLock":
-        try:
-            import fcntl
-        except ImportError:  # Windows
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise RunDirBusyError(f"{self.path.parent} is in use by another trainer (pid {holder}); wait for it to "
-                                  f"finish or stop it, or start this run under another name (name=...)") from None
-        handle.seek(0)
-        self.stale_pid = handle.read().strip() or None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._file = handle
+# %% ../nbs/06f_run_control.ipynb #2ab25fb9
+@patch
+def acquire(self: RunDirLock) -> RunDirLock:
+    try:
+        import fcntl
+    except ImportError:  # Windows
         return self
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(self.path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise RunDirBusyError(f"{self.path.parent} is in use by another trainer (pid {holder}); wait for it to "
+                              f"finish or stop it, or start this run under another name (name=...)") from None
+    handle.seek(0)
+    self.stale_pid = handle.read().strip() or None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    self._file = handle
+    return self
 
-    def release(self) -> None:
-        "Give the lock up (and leave the file empty: nobody holds it)."
-        if self._file is not None:
-            self._file.truncate(0)
-            self._file.close()
-            self._file = None
+# %% ../nbs/06f_run_control.ipynb #ad37f4b4
+@patch
+def release(self: RunDirLock) -> None:
+    "Give the lock up (and leave the file empty: nobody holds it)."
+    if self._file is not None:
+        self._file.truncate(0)
+        self._file.close()
+        self._file = None
 
-# %% ../nbs/06f_run_control.ipynb #e04870a8
+# %% ../nbs/06f_run_control.ipynb #567c4419
 class ResumeError(RuntimeError):
     "A requested resume cannot work: no usable checkpoint, or one whose architecture the config cannot load."
 
 
+class NonFiniteLossError(RuntimeError):
+    "Training produced non-finite losses repeatedly and could not (or was told not to) roll back."
+
+# %% ../nbs/06f_run_control.ipynb #a7c9e69c
 ARCHITECTURE_KEYS = ("model.vocab_size", "model.d_model", "model.n_heads", "model.n_layers", "model.d_ff",
                      "model.max_seq_len", "data.tokenizer")
 
-
+# %% ../nbs/06f_run_control.ipynb #b5261ef7
 @dataclass
 class ResumePlan:
     "What `plan_resume` decided: the file (None: start fresh), notes on skipped files, changed settings."
@@ -145,7 +160,7 @@ class ResumePlan:
     notes: list[str] = field(default_factory=list)
     diff: dict = field(default_factory=dict)
 
-# %% ../nbs/06f_run_control.ipynb #3be9c5e3
+# %% ../nbs/06f_run_control.ipynb #d5360916
 def _resume_candidate(manager: CheckpointManager, request: str) -> tuple[Path | None, list[str]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -162,7 +177,7 @@ def _resume_candidate(manager: CheckpointManager, request: str) -> tuple[Path | 
                           "run under another name (name=...).")
     return path, notes
 
-# %% ../nbs/06f_run_control.ipynb #f8208d83
+# %% ../nbs/06f_run_control.ipynb #4b6bc0fd
 def plan_resume(manager: CheckpointManager, request: str | None, config: ExperimentConfig) -> ResumePlan:
     "Which checkpoint `request` ('auto' or a path) resumes from, checked against `config`; reads only."
     if request is None:

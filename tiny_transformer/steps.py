@@ -23,20 +23,20 @@ __all__ = ['AMP_DTYPES', 'training_device', 'autocast_context', 'forward_backwar
 # %% ../nbs/06d_steps.ipynb #f20921f6
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-
+# %% ../nbs/06d_steps.ipynb #7edb3eec
 def training_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     "The device to train on: `resolve_device(name)`, and the local rank's GPU under DDP."
     resolved = resolve_device(name)
     return torch.device("cuda", local_rank) if resolved == "cuda" else torch.device(resolved)
 
-
+# %% ../nbs/06d_steps.ipynb #9e014705
 def autocast_context(device: torch.device, amp_dtype: torch.dtype | None):
     "`torch.autocast` for mixed precision, or a no-op context for fp32."
     if amp_dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
-# %% ../nbs/06d_steps.ipynb #ebdf4438
+# %% ../nbs/06d_steps.ipynb #9c786ee8
 def forward_backward(
     model: torch.nn.Module,
     micro_batches: list[tuple[torch.Tensor, torch.Tensor]],  # the (inputs, targets) of one optimizer step
@@ -62,7 +62,7 @@ def forward_backward(
         mean_loss += weighted.detach()
     return mean_loss
 
-# %% ../nbs/06d_steps.ipynb #4f36e502
+# %% ../nbs/06d_steps.ipynb #92aafa16
 def clip_and_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -88,7 +88,7 @@ def clip_and_step(
     optimizer.zero_grad(set_to_none=True)
     return grad_norm, ok
 
-# %% ../nbs/06d_steps.ipynb #02fe0f80
+# %% ../nbs/06d_steps.ipynb #9bded747
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches, device: str | torch.device = "cpu",
              amp_dtype: torch.dtype | None = None) -> dict:
@@ -106,7 +106,7 @@ def evaluate(model: torch.nn.Module, batches, device: str | torch.device = "cpu"
     loss = (total / len(batches)).item()
     return {"val/loss": loss, "val/perplexity": safe_perplexity(loss)}
 
-
+# %% ../nbs/06d_steps.ipynb #55787472
 def sample_text(model: TinyTransformerLM, tokenizer, prompt: str = "\n", max_new_tokens: int = 200,
                 temperature: float = 0.8, top_k: int | None = 40, seed: int = 0, top_p: float | None = None) -> str:
     "Generate a reproducible sample (its own generator: the training RNG is not touched)."
@@ -116,7 +116,7 @@ def sample_text(model: TinyTransformerLM, tokenizer, prompt: str = "\n", max_new
     out = model.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
     return tokenizer.decode(out[0].tolist())
 
-# %% ../nbs/06d_steps.ipynb #1e7f37e1
+# %% ../nbs/06d_steps.ipynb #e4dd79fb
 def train_simple(
     model: torch.nn.Module,
     train_sampler: RandomWindowSampler,

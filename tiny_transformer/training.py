@@ -16,12 +16,16 @@ from pathlib import Path
 import torch
 from fastcore.basics import patch
 
+# %% auto #0
+__all__ = ['Trainer', 'load_corpus', 'train']
+
+# %% ../nbs/07_training.ipynb #55aae750
 from .callbacks import Callbacks, ProgressBar
 from .config import ConfigError, ExperimentConfig, format_config_diff, resolve_precision
 from .data import CorpusData, RandomWindowSampler, fixed_batches, prepare_corpus, to_device
 from .model import TinyTransformerLM
 from .monitoring import TrainingMonitor
-from .run_control import DistributedContext, FaultPlan, RunDirLock, plan_resume
+from .run_control import DistributedContext, FaultPlan, NonFiniteLossError, RunDirLock, plan_resume
 from .schedules import (apply_schedule, configure_optimizer, get_lr_scheduler,
                                         get_cosine_schedule_with_warmup)  # the chapter imports it from here
 from .steps import (AMP_DTYPES, clip_and_step, evaluate, forward_backward, sample_text,
@@ -30,10 +34,7 @@ from .utils.checkpoint import CheckpointManager, GracefulShutdown, load_checkpoi
 from .utils.experiment import ExperimentTracker
 from .utils.logging import TrainingLogger
 
-# %% auto #0
-__all__ = ['Trainer', 'load_corpus', 'NonFiniteLossError', 'train']
-
-# %% ../nbs/07_training.ipynb #e407428c
+# %% ../nbs/07_training.ipynb #d1f8eb91
 class Trainer:
     "The production training loop: `Trainer(config).fit()` trains and returns a summary; `setup()`, `step()`, `close()` step it by hand."
 
@@ -64,10 +65,10 @@ class Trainer:
         self.resume_notes: list[str] = []  # what the resume skipped, for the log
         self.resume_diff: dict = {}  # settings changed since the checkpoint was written
         self._closed = False
-        self._build_model_and_optimizer()
+        self._build_model()
         self._build_data()
 
-# %% ../nbs/07_training.ipynb #12b10e65
+# %% ../nbs/07_training.ipynb #1cecf503
 def load_corpus(config: ExperimentConfig) -> CorpusData:
     "The tokenized corpus of `config.data`; a file that cannot be used raises a `ConfigError` naming data.path."
     data = config.data
@@ -82,9 +83,9 @@ def load_corpus(config: ExperimentConfig) -> CorpusData:
         raise ConfigError([("data.path", f"{where}: the text is empty. Point data.path (or $TT_DATA) at a UTF-8 text file")])
     return corpus
 
-# %% ../nbs/07_training.ipynb #a0fe62d4
+# %% ../nbs/07_training.ipynb #0181e8a8
 @patch
-def _build_model_and_optimizer(self: Trainer) -> None:
+def _build_model(self: Trainer) -> None:
     cfg, tcfg = self.config, self.config.training
     if tcfg.batch_size % self.dist.world_size:
         raise ConfigError([("training.batch_size", f"{tcfg.batch_size} must be divisible by the number of "
@@ -98,13 +99,19 @@ def _build_model_and_optimizer(self: Trainer) -> None:
         self.model = torch.nn.parallel.DistributedDataParallel(self.raw_model, device_ids=ids)
     if tcfg.compile:
         self.model = torch.compile(self.model)
+    self._build_optimizer()
+
+# %% ../nbs/07_training.ipynb #f34b99d2
+@patch
+def _build_optimizer(self: Trainer) -> None:
+    tcfg = self.config.training
     self.amp_dtype = AMP_DTYPES[resolve_precision(tcfg.precision, self.device.type)]
     self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
     self.optimizer = configure_optimizer(self.raw_model, tcfg, self.device)
     self.scheduler = get_lr_scheduler(self.optimizer, tcfg.lr_schedule, tcfg.warmup_steps, tcfg.max_steps,
                                       tcfg.min_lr_ratio, lr_scale=lambda: self.lr_scale)
 
-# %% ../nbs/07_training.ipynb #4ddb4e2c
+# %% ../nbs/07_training.ipynb #747954bd
 @patch
 def _build_data(self: Trainer) -> None:
     tcfg, block, world = self.config.training, self.config.model.max_seq_len, self.dist.world_size
@@ -119,14 +126,14 @@ def _build_data(self: Trainer) -> None:
     self._bad_steps, self._in_row, self._max_in_row = (torch.zeros((), dtype=torch.int64, device=self.device)
                                                        for _ in range(3))
 
-# %% ../nbs/07_training.ipynb #00040e41
+# %% ../nbs/07_training.ipynb #ee2a2498
 @patch
 def trainer_state(self: Trainer) -> dict:
     "The loop's own counters, as plain data (the checkpoint stores them under 'trainer')."
     return {"lr_scale": self.lr_scale, "skipped_steps": self.skipped_steps, "rollbacks": self.rollbacks,
             "micro_splits": self.micro_splits}
 
-
+# %% ../nbs/07_training.ipynb #1d752945
 @patch
 def save_checkpoint(self: Trainer, metrics: dict | None = None, kind: str = "regular") -> Path | None:
     "Save a full checkpoint through the manager (main process only); returns its path."
@@ -141,7 +148,7 @@ def save_checkpoint(self: Trainer, metrics: dict | None = None, kind: str = "reg
     self.callbacks.fire("on_checkpoint_saved", self, self.global_step, path)
     return path
 
-# %% ../nbs/07_training.ipynb #c83426a7
+# %% ../nbs/07_training.ipynb #49eb8855
 @patch
 def load_state(self: Trainer, path: str | os.PathLike) -> None:
     "Restore model, optimizer, schedule, scaler, sampler, every RNG and the loop's counters from a checkpoint."
@@ -157,7 +164,7 @@ def load_state(self: Trainer, path: str | os.PathLike) -> None:
     self.scheduler.base_lrs = [self.config.training.learning_rate for _ in self.optimizer.param_groups]
     apply_schedule(self.scheduler)
 
-# %% ../nbs/07_training.ipynb #50991b0b
+# %% ../nbs/07_training.ipynb #00c4170f
 @patch
 def _micro_batches(self: Trainer, batches: list, splits: int) -> list:
     pieces = []
@@ -167,7 +174,7 @@ def _micro_batches(self: Trainer, batches: list, splits: int) -> list:
         pieces += [(to_device(a, self.device), to_device(b, self.device)) for a, b in zip(x.split(size), y.split(size))]
     return pieces
 
-
+# %% ../nbs/07_training.ipynb #e86033a7
 @patch
 def _recover_from_oom(self: Trainer, error: Exception, step: int) -> bool:
     "Clear the partial gradients and free memory; True if the step should be retried as smaller micro-batches."
@@ -184,7 +191,7 @@ def _recover_from_oom(self: Trainer, error: Exception, step: int) -> bool:
     self.logger.warning("out of memory: skipping the step", step=step, error=str(error))
     return False
 
-# %% ../nbs/07_training.ipynb #1d752945
+# %% ../nbs/07_training.ipynb #465abf7a
 @patch
 def optimizer_step(self: Trainer) -> dict:
     "One optimizer step with OOM handling; returns device tensors (loss, grad_norm, ok) for the loop."
@@ -208,11 +215,7 @@ def optimizer_step(self: Trainer) -> dict:
     return {"loss": loss, "grad_norm": grad_norm, "ok": ok, "data_time": data_time, "samples": samples,
             "tokens": samples * self.config.model.max_seq_len}
 
-# %% ../nbs/07_training.ipynb #49eb8855
-class NonFiniteLossError(RuntimeError):
-    "Training produced non-finite losses repeatedly and could not (or was told not to) roll back."
-
-
+# %% ../nbs/07_training.ipynb #214f2d8c
 @patch
 def _count_nonfinite(self: Trainer, ok: torch.Tensor) -> None:
     "Update the on-device counters of skipped steps (no host sync)."
@@ -221,7 +224,7 @@ def _count_nonfinite(self: Trainer, ok: torch.Tensor) -> None:
     self._in_row = (self._in_row + bad) * bad
     self._max_in_row = torch.maximum(self._max_in_row, self._in_row)
 
-# %% ../nbs/07_training.ipynb #e91a4eb8
+# %% ../nbs/07_training.ipynb #13e2ffe0
 @patch
 def _check_nonfinite(self: Trainer) -> bool:
     "Read the counters (one host sync); skip, roll back or stop. True if it rolled back."
@@ -239,7 +242,7 @@ def _check_nonfinite(self: Trainer) -> bool:
     self._roll_back(max_in_row)
     return True
 
-# %% ../nbs/07_training.ipynb #1b845bd0
+# %% ../nbs/07_training.ipynb #3c234c72
 @patch
 def _roll_back(self: Trainer, max_in_row: int) -> None:
     tcfg = self.config.training
@@ -262,7 +265,7 @@ def _roll_back(self: Trainer, max_in_row: int) -> None:
     self.logger.warning("rolled back to the last good checkpoint with a lower learning rate", step=self.global_step,
                         checkpoint=str(last_good), lr_scale=self.lr_scale, lr=lr)
 
-# %% ../nbs/07_training.ipynb #465abf7a
+# %% ../nbs/07_training.ipynb #fbbee6a6
 @patch
 def _check_sample_prompt(self: Trainer) -> None:
     tcfg = self.config.training
@@ -276,7 +279,7 @@ def _check_sample_prompt(self: Trainer) -> None:
     if not ids:
         raise ConfigError([("training.sample_prompt", "'' is empty; the sampler needs at least one token, e.g. 'ROMEO:'")])
 
-
+# %% ../nbs/07_training.ipynb #74b02b67
 @patch
 def _refuse_to_overwrite(self: Trainer) -> None:
     "A new run must not write into the folder of an earlier one (its log, config and checkpoints)."
@@ -285,7 +288,7 @@ def _refuse_to_overwrite(self: Trainer) -> None:
         raise ConfigError(f"{self.run_dir} already holds a run: continue it with --resume auto, or start a new "
                           f"one under another name (name=...)")
 
-# %% ../nbs/07_training.ipynb #214f2d8c
+# %% ../nbs/07_training.ipynb #ecf5cdaa
 @patch
 def setup(self: Trainer) -> Trainer:
     "Checks, lock, resume, then config.yaml, logger, tracker and monitor; `on_train_start`. Returns the trainer."
@@ -309,7 +312,7 @@ def setup(self: Trainer) -> Trainer:
     self.callbacks.fire("on_train_start", self)
     return self
 
-# %% ../nbs/07_training.ipynb #13e2ffe0
+# %% ../nbs/07_training.ipynb #e608cafa
 @patch
 def _open_outputs(self: Trainer) -> None:
     cfg, main = self.config, self.dist.is_main
@@ -324,14 +327,13 @@ def _open_outputs(self: Trainer) -> None:
     self.monitor = TrainingMonitor(self.raw_model, log_every=cfg.training.log_every, grad_clip=cfg.training.grad_clip,
                                    compute_dtype=self.amp_dtype, logger=self.logger)
 
-
 @patch
 def _release_lock(self: Trainer) -> None:
     if self.lock is not None:
         self.lock.release()
         self.lock = None
 
-# %% ../nbs/07_training.ipynb #3c234c72
+# %% ../nbs/07_training.ipynb #7fe98b6c
 @patch
 def _log_resume(self: Trainer, path: Path | None) -> None:
     if self.lock is not None and self.lock.stale_pid:
@@ -350,7 +352,7 @@ def _log_resume(self: Trainer, path: Path | None) -> None:
         if self.dist.is_main:
             print(f"Resuming with changed settings:\n{format_config_diff(self.resume_diff, ('checkpoint', 'now'))}")
 
-# %% ../nbs/07_training.ipynb #fbbee6a6
+# %% ../nbs/07_training.ipynb #f1a86a2a
 @patch
 def step(self: Trainer) -> dict | None:
     "One optimizer step and its bookkeeping; returns the step's metrics at log (or eval) steps, else None."
@@ -376,13 +378,19 @@ def step(self: Trainer) -> dict | None:
     elif is_save:
         self.save_checkpoint(kind="last")
     if tcfg.sample_every and step % tcfg.sample_every == 0 and self.dist.is_main:
-        text = sample_text(self.raw_model, self.corpus.tokenizer, tcfg.sample_prompt, tcfg.sample_tokens or 200,
-                           seed=self.config.seed)
-        self.tracker.log_text("samples", text, step)
-        self.logger.info("sample", step=step, text=text)
+        self._log_sample()
     return record or None
 
-# %% ../nbs/07_training.ipynb #5c80b6a1
+# %% ../nbs/07_training.ipynb #8a23948c
+@patch
+def _log_sample(self: Trainer) -> None:
+    tcfg = self.config.training
+    text = sample_text(self.raw_model, self.corpus.tokenizer, tcfg.sample_prompt, tcfg.sample_tokens or 200,
+                       seed=self.config.seed)
+    self.tracker.log_text("samples", text, self.global_step)
+    self.logger.info("sample", step=self.global_step, text=text)
+
+# %% ../nbs/07_training.ipynb #e9cd7ab9
 @patch
 def _monitor_step(self: Trainer, result: dict, lr: float) -> dict | None:
     if result["loss"] is None:  # the step was skipped after an out-of-memory error
@@ -394,7 +402,7 @@ def _monitor_step(self: Trainer, result: dict, lr: float) -> dict | None:
                                data_wait_s=result["data_time"],
                                force_log=self.global_step == self.config.training.max_steps)
 
-
+# %% ../nbs/07_training.ipynb #4d6a8a1a
 @patch
 def _evaluate_now(self: Trainer) -> dict:
     metrics = evaluate(self.model, self.val_batches, self.device, self.amp_dtype)
@@ -405,7 +413,7 @@ def _evaluate_now(self: Trainer) -> dict:
     self.callbacks.fire("on_evaluate_end", self, self.global_step, metrics)
     return metrics
 
-
+# %% ../nbs/07_training.ipynb #078b33ad
 @patch
 def _log_record(self: Trainer, record: dict, train_metrics: bool) -> None:
     self.history.append({**record, "step": self.global_step})
@@ -415,7 +423,7 @@ def _log_record(self: Trainer, record: dict, train_metrics: bool) -> None:
     if train_metrics:
         self.callbacks.fire("on_step_end", self, self.global_step, record)
 
-# %% ../nbs/07_training.ipynb #99b6c349
+# %% ../nbs/07_training.ipynb #bf425e5f
 @patch
 def summary(self: Trainer, status: str, wall_time_s: float = 0.0) -> dict:
     "What the run achieved, for the caller and the final log line."
@@ -425,7 +433,7 @@ def summary(self: Trainer, status: str, wall_time_s: float = 0.0) -> dict:
             "skipped_steps": self.skipped_steps, "rollbacks": self.rollbacks, "tokens_seen": self.tokens_seen,
             "signal": self.stop_signal}
 
-
+# %% ../nbs/07_training.ipynb #23fee1ae
 @patch
 def close(self: Trainer, status: str = "closed", wall_time_s: float = 0.0) -> dict:
     "Finish the run: `on_train_end`, the last log line, tracker and logger closed, lock released. Returns the summary."
@@ -443,7 +451,7 @@ def close(self: Trainer, status: str = "closed", wall_time_s: float = 0.0) -> di
         self.dist.close()
     return summary
 
-# %% ../nbs/07_training.ipynb #ecf5cdaa
+# %% ../nbs/07_training.ipynb #fd025118
 @patch
 def fit(self: Trainer) -> dict:
     "Train until `training.max_steps` (or a stop signal); returns the summary."
@@ -464,7 +472,7 @@ def fit(self: Trainer) -> dict:
         summary = self.close(status, time.perf_counter() - t_start)
     return summary
 
-# %% ../nbs/07_training.ipynb #e608cafa
+# %% ../nbs/07_training.ipynb #e7fcb3bf
 @patch
 def _stop_requested(self: Trainer, shutdown: GracefulShutdown) -> bool:
     if not self.dist.any(shutdown.requested, self.device):
@@ -475,7 +483,7 @@ def _stop_requested(self: Trainer, shutdown: GracefulShutdown) -> bool:
     self.save_checkpoint(kind="emergency")
     return True
 
-
+# %% ../nbs/07_training.ipynb #5cb42c4f
 @patch
 def _final_sample(self: Trainer) -> None:
     tcfg = self.config.training
@@ -484,7 +492,7 @@ def _final_sample(self: Trainer) -> None:
                                        seed=self.config.seed)
         self.tracker.log_text("samples", self.last_sample, self.global_step)
 
-# %% ../nbs/07_training.ipynb #7fe98b6c
+# %% ../nbs/07_training.ipynb #7567c6e3
 def train(config: ExperimentConfig, **kwargs) -> dict:
     "Train a model as `config` describes; keyword arguments go to `Trainer`. Returns the run summary."
     return Trainer(config, **kwargs).fit()

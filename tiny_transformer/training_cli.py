@@ -43,17 +43,17 @@ def _number_type(kind, low, high=None, what: str = ""):
     check.__name__ = what
     return check
 
-
+# %% ../nbs/07a_training_cli.ipynb #3b01f717
 positive_int = _number_type(int, 1, what="a whole number >= 1 (e.g. 8)")
 count = _number_type(int, 0, what="a whole number >= 0")
 temperature = _number_type(float, 1e-3, 100.0, what="a temperature in [0.001, 100]: lower is more conservative "
                                                     "(for the single most likely token, use --top-k 1)")
 top_p = _number_type(float, 1e-6, 1.0, what="a probability in (0, 1], e.g. 0.9")
 
-# %% ../nbs/07a_training_cli.ipynb #b0d39607
+# %% ../nbs/07a_training_cli.ipynb #e191d28d
 DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
 
-
+# %% ../nbs/07a_training_cli.ipynb #3121d655
 def cli_device(name: str) -> torch.device:
     "The `torch.device` for a `--device` value; a ValueError naming --device when it is not one this machine has."
     if name == "auto":
@@ -74,7 +74,7 @@ def cli_device(name: str) -> torch.device:
         raise ValueError(f"--device {name!r}: {device.type} is not supported by these commands; use {DEVICE_NAMES}")
     return device
 
-# %% ../nbs/07a_training_cli.ipynb #3121d655
+# %% ../nbs/07a_training_cli.ipynb #c917360b
 def loss_curves(log_file: str | Path) -> dict[str, list[tuple[int, float]]]:
     "train/loss and val/loss by step from a JSON-lines log (the last value wins where a resume replayed steps)."
     curves: dict[str, dict[int, float]] = {"train/loss": {}, "val/loss": {}}
@@ -86,7 +86,7 @@ def loss_curves(log_file: str | Path) -> dict[str, list[tuple[int, float]]]:
                 points[step] = float(value)
     return {key: sorted(points.items()) for key, points in curves.items()}
 
-# %% ../nbs/07a_training_cli.ipynb #f6c32632
+# %% ../nbs/07a_training_cli.ipynb #cf72daa0
 def write_loss_plot(log_file: str | Path, out: str | Path) -> Path:
     "Draw the run's train and validation loss into a PNG at `out` (atomically). Needs matplotlib."
     from matplotlib.figure import Figure
@@ -104,11 +104,11 @@ def write_loss_plot(log_file: str | Path, out: str | Path) -> Path:
     atomic_write(out, lambda stream: fig.savefig(stream, format="png"))
     return Path(out)
 
-# %% ../nbs/07a_training_cli.ipynb #c917360b
+# %% ../nbs/07a_training_cli.ipynb #65d5253b
 def _fmt(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
-
+# %% ../nbs/07a_training_cli.ipynb #43ba2395
 def run_report(trainer: Trainer, result: dict, argv: list[str]) -> str:
     "The end-of-run message: status and rounded numbers, then the commands to look at the run now."
     run_dir, q = Path(result["run_dir"]), shlex.quote
@@ -134,7 +134,7 @@ def run_report(trainer: Trainer, result: dict, argv: list[str]) -> str:
         lines.append(f"  sample:         tt-generate --checkpoint {q(str(latest))} --prompt 'ROMEO:'")
     return "\n".join(lines)
 
-# %% ../nbs/07a_training_cli.ipynb #1c1a9226
+# %% ../nbs/07a_training_cli.ipynb #5c19f85a
 USER_ERRORS = (ConfigError, ResumeError, RunDirBusyError, CheckpointError, FileNotFoundError)
 
 
@@ -142,7 +142,7 @@ def _error(prog: str, message) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
 
-
+# %% ../nbs/07a_training_cli.ipynb #c391ba93
 def exit_status(result: dict) -> int:
     "0 for a completed run, 128 + the signal's number for one a signal stopped (130 SIGINT, 143 SIGTERM), else 1."
     if result["status"] == "completed":
@@ -151,7 +151,7 @@ def exit_status(result: dict) -> int:
         return 128 + signal.Signals[result["signal"]].value
     return 1
 
-# %% ../nbs/07a_training_cli.ipynb #65d5253b
+# %% ../nbs/07a_training_cli.ipynb #0304983d
 def train_main(argv: list[str] | None = None) -> int:
     "Entry point of `tt-train`."
     parser = argparse.ArgumentParser(
@@ -175,7 +175,7 @@ def train_main(argv: list[str] | None = None) -> int:
         _report_end(trainer, result, argv)
     return exit_status(result)
 
-# %% ../nbs/07a_training_cli.ipynb #43ba2395
+# %% ../nbs/07a_training_cli.ipynb #ceb920dc
 def _report_end(trainer: Trainer, result: dict, argv: list[str]) -> None:
     "Print the sample, write loss.png, print the end-of-run message."
     if trainer.last_sample:
@@ -188,13 +188,13 @@ def _report_end(trainer: Trainer, result: dict, argv: list[str]) -> None:
             print("loss.png skipped: matplotlib is not installed (pip install 'tiny_transformer[widgets]')")
     print(run_report(trainer, result, argv), flush=True)
 
-# %% ../nbs/07a_training_cli.ipynb #5c19f85a
+# %% ../nbs/07a_training_cli.ipynb #f8f61f62
 def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="a checkpoint file, or a run directory (its best checkpoint is used)")
     parser.add_argument("--device", default="auto", help=f"{DEVICE_NAMES} (default: auto)")
 
-
+# %% ../nbs/07a_training_cli.ipynb #756e56a3
 def resolve_checkpoint(value: str) -> Path:
     "A checkpoint file from a file or run-directory argument (best, else newest); reads only."
     path = Path(value)
@@ -210,7 +210,7 @@ def resolve_checkpoint(value: str) -> Path:
         raise FileNotFoundError(f"--checkpoint {value}: checkpoint not found; pass a .pt file or a run directory")
     return path
 
-# %% ../nbs/07a_training_cli.ipynb #c391ba93
+# %% ../nbs/07a_training_cli.ipynb #b649acd9
 def load_for_cli(value: str, device_name: str):
     "(model, tokenizer, state, path) for --checkpoint/--device; ValueError or CheckpointError naming the input."
     device = cli_device(device_name)
@@ -225,7 +225,7 @@ def load_for_cli(value: str, device_name: str):
                          f"does not match its weights ({first[:200]}). Use a checkpoint written by tt-train.") from None
     return model, tokenizer, state, path
 
-# %% ../nbs/07a_training_cli.ipynb #0304983d
+# %% ../nbs/07a_training_cli.ipynb #870a60a9
 def _validation_data(args, state: dict, tokenizer, max_seq_len: int):
     "The validation batches for tt-evaluate: --data, else the checkpoint's corpus, else $TT_DATA."
     try:
@@ -245,7 +245,7 @@ def _validation_data(args, state: dict, tokenizer, max_seq_len: int):
         raise ValueError(f"--data {data_path or '(default corpus)'}: {e}. Pass a UTF-8 text file long enough for "
                          f"{max_seq_len + 1}-token windows, written in the checkpoint's vocabulary") from None
 
-# %% ../nbs/07a_training_cli.ipynb #ceb920dc
+# %% ../nbs/07a_training_cli.ipynb #39376138
 def evaluate_main(argv: list[str] | None = None) -> int:
     "Entry point of `tt-evaluate`: validation loss and perplexity of a checkpoint."
     parser = argparse.ArgumentParser(prog="tt-evaluate", description="Validation loss and perplexity of a checkpoint.")
@@ -266,7 +266,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
           f"{path}: step {result['step']}, val loss {result['val/loss']:.3f}, perplexity {result['val/perplexity']:.2f}")
     return 0
 
-# %% ../nbs/07a_training_cli.ipynb #1887b877
+# %% ../nbs/07a_training_cli.ipynb #75fa077c
 def generate_main(argv: list[str] | None = None) -> int:
     "Entry point of `tt-generate`: sample text from a checkpoint."
     parser = argparse.ArgumentParser(prog="tt-generate", description="Sample text from a trained checkpoint.")
