@@ -59,7 +59,7 @@ class Trainer:
         self.global_step, self.tokens_seen, self.lr_scale, self.best_metric = 0, 0, 1.0, None
         self.skipped_steps, self.rollbacks, self.micro_splits = 0, 0, 1  # micro_splits grows after an OOM
         self.history: list[dict] = []
-        self.last_sample: str | None = None
+        self.last_sample = ""  # the final sample, once there is one
         self.stop_signal: str | None = None  # "SIGINT"/"SIGTERM" when a signal ended the run
         self.logger = self.tracker = self.ckpt = self.monitor = self.lock = None
         self.resume_notes: list[str] = []  # what the resume skipped, for the log

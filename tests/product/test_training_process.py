@@ -4,6 +4,7 @@ import json
 import os
 import random
 import signal
+import sys
 import subprocess
 import time
 from pathlib import Path
@@ -127,7 +128,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
     # Without dropout: each rank draws dropout masks for its own rows, which cannot match one process's masks.
     single = run(train_args(tmp_path, "single", 20, "model.dropout=0.0"), timeout=300)
     assert single.returncode == 0, single.stderr
-    torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", str(BIN / "tt-train"),
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(BIN / "tt-train"),
                 *train_args(tmp_path, "ddp", 20, "model.dropout=0.0")[1:]]
     ddp = run(torchrun, timeout=300)
     assert ddp.returncode == 0, ddp.stderr
