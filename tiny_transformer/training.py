@@ -10,7 +10,6 @@ import gc
 import math
 import os
 import time
-import warnings
 from pathlib import Path
 
 import torch
