@@ -168,6 +168,9 @@ def _resume_candidate(manager: CheckpointManager, request: str) -> tuple[Path | 
             path = manager.resolve_resume(request)
         except CheckpointError as e:  # a manager that raises for damaged checkpoints itself
             raise ResumeError(f"--resume {request}: {e}") from None
+        except FileNotFoundError:
+            raise ResumeError(f"--resume {request}: no such checkpoint file; pass an existing checkpoint, or "
+                              "--resume auto to continue this run from its newest checkpoint") from None
     notes = [str(w.message) for w in caught]
     files = sorted(p.name for p in manager.checkpoint_dir.glob("*.pt"))
     if path is None and files:

@@ -136,7 +136,7 @@ HOSTILE = {  # id: (command, arguments, words the message must contain)
     "train: corpus binary": ("tt-train", ["data.path={BIN}"], ["data.path", "UTF-8"]),
     "train: corpus empty": ("tt-train", ["data.path={EMPTY}"], ["data.path"]),
     "train: corpus shorter than the context": ("tt-train", ["data.path={SHORT}"], ["model.max_seq_len"]),
-    "train: resume from a missing file": ("tt-train", ["--resume", "{MISSING}"], ["missing.pt"]),
+    "train: resume from a missing file": ("tt-train", ["--resume", "{MISSING}"], ["--resume", "missing.pt", "--resume auto"]),
     "train: device not on this machine": ("tt-train", ["device=cuda"], ["device", "not available"]),
     "evaluate: checkpoint missing": ("tt-evaluate", ["--checkpoint", "{MISSING}"], ["--checkpoint", "not found"]),
     "evaluate: not a checkpoint": ("tt-evaluate", ["--checkpoint", "{FAKE}"], ["fake.pt"]),
