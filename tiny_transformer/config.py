@@ -41,7 +41,7 @@ RENAMED_KEYS = {  # names used in the chapter's YAML -> our dotted keys
     "log_dir": "output_dir",
 }
 
-# %% ../nbs/02_config.ipynb #b7869c3f
+# %% ../nbs/02_config.ipynb #b7869c00
 class ConfigSection(Section):
     "A section of `ExperimentConfig`: unknown keys are matched against the whole schema."
 
@@ -56,7 +56,7 @@ class ConfigSection(Section):
             return f"unknown key in {where}; did you mean {RENAMED_KEYS[key]}? (this project's name for it)"
         return super().unknown_key_message(key, prefix)
 
-
+# %% ../nbs/02_config.ipynb #b7869c01
 def config_keys(cls=None, prefix: str = "") -> list[str]:
     "Every dotted leaf key of the config schema (default: of `ExperimentConfig`)."
     keys = []
@@ -315,7 +315,7 @@ def save(self: ExperimentConfig, path: str | os.PathLike) -> Path:
     atomic_write(path, lambda f: f.write(text))
     return Path(path)
 
-# %% ../nbs/02_config.ipynb #59c6c05b
+# %% ../nbs/02_config.ipynb #59c6c000
 def field_at(key: str) -> tuple[dataclasses.Field, Any] | None:
     "(dataclass field, annotation) for a dotted key of `ExperimentConfig` ('model.d_model'), or None if there is none."
     cls, parts = ExperimentConfig, key.split(".")
@@ -331,7 +331,7 @@ def field_at(key: str) -> tuple[dataclasses.Field, Any] | None:
         cls = tp
     return None
 
-
+# %% ../nbs/02_config.ipynb #59c6c001
 def _unknown_override(key: str) -> str:
     "The message for an override of a key the schema does not have (or of a whole section)."
     found = field_at(key)

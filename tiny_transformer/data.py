@@ -112,7 +112,7 @@ def resolve_corpus(
     except (urllib.error.URLError, OSError) as e:
         raise CorpusNotFoundError(f"Could not download the corpus from {url} ({e}). {how}") from e
 
-# %% ../nbs/00_data.ipynb #34a81993
+# %% ../nbs/00_data.ipynb #34a81900
 def read_corpus(path: str | os.PathLike) -> str:
     "The UTF-8 text of the corpus file `path`; a CorpusError naming the file if it cannot be a corpus."
     path = Path(path)
@@ -131,7 +131,7 @@ def read_corpus(path: str | os.PathLike) -> str:
         raise CorpusError(f"The corpus file {path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}). "
                           f"Convert it, e.g. `iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8.txt`.") from None
 
-
+# %% ../nbs/00_data.ipynb #34a81901
 def load_text(path: str | os.PathLike | None = None, **kwargs) -> str:
     "Read the corpus found by `resolve_corpus(path, **kwargs)` as UTF-8 text."
     return read_corpus(resolve_corpus(path, **kwargs))
@@ -158,7 +158,7 @@ class CharTokenizer:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
-# %% ../nbs/00_data.ipynb #d3a412e0
+# %% ../nbs/00_data.ipynb #d3a41200
 @patch
 def encode(self: CharTokenizer, text: str) -> list[int]:
     "Map each character to its id; unknown characters raise a ValueError naming them."
@@ -169,24 +169,24 @@ def encode(self: CharTokenizer, text: str) -> list[int]:
         raise ValueError(f"Text contains {len(unknown)} character(s) outside the tokenizer's vocabulary: "
                          f"{''.join(unknown[:20])!r}") from None
 
-
+# %% ../nbs/00_data.ipynb #d3a41201
 @patch
 def decode(self: CharTokenizer, ids: Iterable[int]) -> str:
     "The text of `ids`."
     return "".join(self.chars[int(i)] for i in ids)
 
-# %% ../nbs/00_data.ipynb #98dc447b
+# %% ../nbs/00_data.ipynb #98dc4400
 @patch
 def state_dict(self: CharTokenizer) -> dict:
     "Plain data: safe inside a `torch.load(weights_only=True)` checkpoint."
     return {"kind": self.kind, "chars": self.chars}
 
-
+# %% ../nbs/00_data.ipynb #98dc4401
 @patch(cls_method=True)
 def from_state_dict(cls: CharTokenizer, state: dict) -> CharTokenizer:
     return cls(state["chars"])
 
-
+# %% ../nbs/00_data.ipynb #98dc4402
 @patch(cls_method=True)
 def fit(cls: CharTokenizer, train_text: str, text: str, vocab_size: int | None = None) -> CharTokenizer:
     "The vocabulary of the whole `text` (`vocab_size` is decided by the text, so it is ignored)."
@@ -218,7 +218,7 @@ class BPETokenizer:
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size})"
 
-# %% ../nbs/00_data.ipynb #414c3403
+# %% ../nbs/00_data.ipynb #414c3400
 @patch(cls_method=True)
 def train(cls: BPETokenizer, text: str, vocab_size: int = 1000, min_frequency: int = 2) -> BPETokenizer:
     "Learn `vocab_size` tokens from `text` (which should be the training split only)."
@@ -234,7 +234,7 @@ def train(cls: BPETokenizer, text: str, vocab_size: int = 1000, min_frequency: i
     tok.train_from_iterator(_text_chunks(text), trainer)
     return cls(tok)
 
-
+# %% ../nbs/00_data.ipynb #414c3401
 @patch(cls_method=True)
 def fit(cls: BPETokenizer, train_text: str, text: str, vocab_size: int | None = 1000) -> BPETokenizer:
     "Learn from the training split only, so validation text is never seen before it is scored."
@@ -277,10 +277,10 @@ def load(cls: BPETokenizer, path: str | os.PathLike) -> BPETokenizer:
 
     return cls(Tokenizer.from_file(str(path)))
 
-# %% ../nbs/00_data.ipynb #a9c80155
+# %% ../nbs/00_data.ipynb #a9c80100
 TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer}
 
-
+# %% ../nbs/00_data.ipynb #a9c80101
 def tokenizer_class(kind: str) -> type:
     "The tokenizer class registered as `kind`; a ValueError with the valid kinds (and the closest) otherwise."
     if kind not in TOKENIZERS:
@@ -289,7 +289,7 @@ def tokenizer_class(kind: str) -> type:
         raise ValueError(f"Unknown tokenizer kind {kind!r}; expected one of {', '.join(map(repr, TOKENIZERS))}{hint}")
     return TOKENIZERS[kind]
 
-
+# %% ../nbs/00_data.ipynb #a9c80102
 def tokenizer_from_state_dict(state: dict):
     "Rebuild a tokenizer from the plain-data `state_dict()` it was saved as."
     return tokenizer_class(state.get("kind")).from_state_dict(state)
@@ -353,14 +353,14 @@ def prepare_corpus(
     corpus = CorpusData(tok, as_tensor(train_text), as_tensor(val_text), source)
     return corpus if block_size is None else corpus.check_fits(block_size)
 
-# %% ../nbs/00_data.ipynb #2863ff93
+# %% ../nbs/00_data.ipynb #2863ff00
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     "Move a CPU batch to `device`; to a GPU through pinned memory, without blocking the host."
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
 
-
+# %% ../nbs/00_data.ipynb #2863ff01
 def _check_windows(data: torch.Tensor, block_size: int, batch_size: int) -> None:
     "A CorpusError unless `data` is 1-D and holds one window of `block_size` + 1 tokens."
     if data.dim() != 1:

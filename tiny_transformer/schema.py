@@ -63,7 +63,7 @@ def did_you_mean(word: str, options) -> str:
     close = closest(word, options, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
-# %% ../nbs/01a_schema.ipynb #2528c4b3
+# %% ../nbs/01a_schema.ipynb #2528c400
 def describe_type(tp) -> str:
     "A human description of an annotation: 'an integer', \"one of 'adam', 'adamw'\", ..."
     origin, args = get_origin(tp), get_args(tp)
@@ -77,21 +77,21 @@ def describe_type(tp) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
     return names.get(tp, getattr(tp, "__name__", str(tp)))
 
-
+# %% ../nbs/01a_schema.ipynb #2528c401
 def describe_value(value) -> str:
     "A value and its type, as messages show it: `'12a' (str)`."
     return f"{value!r} ({type(value).__name__})"
 
-# %% ../nbs/01a_schema.ipynb #96262be2
+# %% ../nbs/01a_schema.ipynb #96262b00
 MAX_FLOAT = 3.4028234663852886e38  # the largest finite float32
 MAX_INT = 2**53  # the largest integer every float64 (JSON, TensorBoard, schedule arithmetic) holds exactly
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
-
+# %% ../nbs/01a_schema.ipynb #96262b01
 class CoercionError(ValueError):
     "A value does not fit an annotation; the message says what was expected and what came instead."
 
-
+# %% ../nbs/01a_schema.ipynb #96262b02
 def _as_number(value) -> float | int | None:
     "A number from an int, float or numeric string (the YAML 1.1 '1e-4' case); None for anything else."
     if isinstance(value, bool):
@@ -102,7 +102,7 @@ def _as_number(value) -> float | int | None:
         return float(value)
     return None
 
-# %% ../nbs/01a_schema.ipynb #3b040ee4
+# %% ../nbs/01a_schema.ipynb #3b040e00
 def _coerce_int(value) -> int:
     number = _as_number(value)
     if number is None:
@@ -115,7 +115,7 @@ def _coerce_int(value) -> int:
         raise CoercionError(f"{value!r} is too large; integers must lie within +-2**53 ({MAX_INT})")
     return int(number)
 
-
+# %% ../nbs/01a_schema.ipynb #3b040e01
 def _coerce_float(value) -> float:
     number = _as_number(value)
     if number is None:
@@ -148,7 +148,7 @@ def _coerce_scalar(value, tp):
         return value
     raise CoercionError(f"expected {describe_type(tp)}, got {describe_value(value)}")
 
-# %% ../nbs/01a_schema.ipynb #df238443
+# %% ../nbs/01a_schema.ipynb #df238400
 def coerce(value, tp):
     "Return `value` checked against annotation `tp` (with safe coercions), or raise `CoercionError`."
     origin, args = get_origin(tp), get_args(tp)
@@ -178,7 +178,7 @@ def coerce(value, tp):
         return [_coerce_item(i, item, args[0]) for i, item in enumerate(value)]
     return _coerce_scalar(value, tp)
 
-
+# %% ../nbs/01a_schema.ipynb #df238401
 def _coerce_item(i: int, item, tp):
     try:
         return coerce(item, tp)
@@ -224,20 +224,20 @@ def check_value(value, tp, meta: Mapping = {}):
         raise CoercionError(message)
     return value
 
-# %% ../nbs/01a_schema.ipynb #cf8ff658
+# %% ../nbs/01a_schema.ipynb #cf8ff600
 def at_least(obj, name: str, low) -> list[tuple[str, str]]:
     "[(name, message)] if `obj.name` (when not None) is below `low`."
     value = getattr(obj, name)
     return [] if value is None or value >= low else [(name, f"{value!r} is too small; expected >= {low}")]
 
-
+# %% ../nbs/01a_schema.ipynb #cf8ff601
 def at_most(obj, name: str, high, why: str = "") -> list[tuple[str, str]]:
     "[(name, message)] if `obj.name` (when not None) is above `high`; `why` says what the limit protects."
     value = getattr(obj, name)
     reason = f" ({why})" if why else ""
     return [] if value is None or value <= high else [(name, f"{value!r} is too large; expected <= {high}{reason}")]
 
-
+# %% ../nbs/01a_schema.ipynb #cf8ff602
 def between(obj, name: str, low, high, high_inclusive: bool = False) -> list[tuple[str, str]]:
     "[(name, message)] unless low <= `obj.name` < high (or <= high)."
     value = getattr(obj, name)
@@ -272,7 +272,7 @@ class Section:
         "The dotted key of field `name`: 'model.d_model'."
         return f"{self.section}.{name}" if self.section else name
 
-# %% ../nbs/01a_schema.ipynb #902cb481
+# %% ../nbs/01a_schema.ipynb #902cb400
 def _check_field(obj, f: dataclasses.Field, tp) -> list[ConfigProblem]:
     "Coerce one field of `obj` in place; return its problems."
     value, key = getattr(obj, f.name), obj.key(f.name)
@@ -291,7 +291,7 @@ def _check_field(obj, f: dataclasses.Field, tp) -> list[ConfigProblem]:
         return [ConfigProblem(key, str(e))]
     return []
 
-
+# %% ../nbs/01a_schema.ipynb #902cb401
 def check_section(obj: Section) -> None:
     "Coerce and check every field of `obj`, then its `problems()`; raise one ConfigError listing all."
     types_ = field_types(type(obj))
@@ -342,10 +342,10 @@ def to_dict(self: Section) -> dict:
     "The section as plain data (dicts, lists, str, int, float, bool, None): safe for YAML, JSON and checkpoints."
     return dataclasses.asdict(self)
 
-# %% ../nbs/01a_schema.ipynb #7629941e
+# %% ../nbs/01a_schema.ipynb #76299400
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a bigger file is the wrong file
 
-
+# %% ../nbs/01a_schema.ipynb #76299401
 def _config_text(path: Path) -> str:
     "The UTF-8 text of a config file, or a ConfigError saying why it cannot be one."
     def fail(message: str) -> ConfigError:
@@ -383,7 +383,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                                                         key_node.start_mark)
         return super().construct_mapping(node, deep)
 
-# %% ../nbs/01a_schema.ipynb #b2c96279
+# %% ../nbs/01a_schema.ipynb #b2c96200
 def parse_yaml(text: str, source: str, key: str = "config"):
     "YAML text as Python data (safe types only, no duplicate keys); a ConfigError naming `source` and `key` if invalid."
     try:
@@ -396,7 +396,7 @@ def parse_yaml(text: str, source: str, key: str = "config"):
     except RecursionError:
         raise ConfigError([ConfigProblem(key, "invalid YAML: nested too deeply", source)]) from None
 
-
+# %% ../nbs/01a_schema.ipynb #b2c96201
 def load_yaml_file(path: str | os.PathLike) -> dict:
     "Read a YAML config file into a dict; anything that cannot be a config raises ConfigError naming the file."
     path = Path(path)
@@ -407,16 +407,16 @@ def load_yaml_file(path: str | os.PathLike) -> dict:
         raise ConfigError([ConfigProblem("config", f"the top level must be a mapping of keys, got {describe_value(data)}", str(path))])
     return data
 
-# %% ../nbs/01a_schema.ipynb #76bd5783
+# %% ../nbs/01a_schema.ipynb #76bd5700
 _NULLS = {"null", "none", "~", ""}
 
-
+# %% ../nbs/01a_schema.ipynb #76bd5701
 def _takes_raw_text(tp) -> bool:
     "True if a string field: the override's text is used as is (never parsed as YAML)."
     options = [a for a in get_args(tp) if a is not type(None)] if get_origin(tp) in (Union, types.UnionType) else [tp]
     return all(o is str or (get_origin(o) is Literal and all(isinstance(c, str) for c in get_args(o))) for o in options)
 
-
+# %% ../nbs/01a_schema.ipynb #76bd5702
 def parse_value(raw: str, tp, meta: Mapping, key: str, source: str = "command line"):
     "The value of field `key` (annotation `tp`, metadata `meta`) from the text `raw`; a ConfigError if it does not fit."
     optional = get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp)
