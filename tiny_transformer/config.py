@@ -142,7 +142,7 @@ class TrainingConfig(ConfigSection):
     rollback_lr_factor: float = 0.5  # multiply the learning rate by this after a rollback
     on_oom: Literal["split", "skip"] = "split"  # split: retry the step as smaller micro-batches; skip: drop the batch
 
-# %% ../nbs/02_config.ipynb #c7adcdf0
+# %% ../nbs/02_config.ipynb #4ba68646
 @patch
 def problems(self: TrainingConfig) -> list[tuple[str, str]]:
     "Counts, fractions and combinations (warmup < max_steps, learning_rate * weight_decay < 1)."
@@ -160,6 +160,8 @@ def problems(self: TrainingConfig) -> list[tuple[str, str]]:
         problems.append(("grad_clip", f"{self.grad_clip!r} is out of range; expected a positive number, or null to disable clipping"))
     if not 0 < self.rollback_lr_factor <= 1:
         problems.append(("rollback_lr_factor", f"{self.rollback_lr_factor!r} is out of range; expected 0 < rollback_lr_factor <= 1"))
+    if not self.sample_prompt:
+        problems.append(("sample_prompt", "'' is empty; samples start from this text: give at least one character, e.g. 'ROMEO:'"))
     return problems or _training_combinations(self)
 
 # %% ../nbs/02_config.ipynb #1bda6d30

@@ -211,6 +211,7 @@ HOSTILE_VALUES = [
     ("checkpoint.save_every", "checkpoint.save_every=1e300", "too large"),
     ("checkpoint.keep_every_n_steps", "checkpoint.keep_every_n_steps=0", "too small"),
     ("name", "name=" + "a" * 300, "at most 128"),
+    ("training.sample_prompt", "training.sample_prompt=", "is empty"),  # generation needs a first token
     ("data.tokenizer", "data.tokenizer=bpee", "did you mean 'bpe'"),
 ]
 
