@@ -30,7 +30,7 @@ def _grads_of(parameters) -> list[torch.Tensor]:
         parameters = [parameters]
     return [p.grad for p in parameters if p.grad is not None]
 
-
+# %% ../nbs/06_monitoring.ipynb #8bfed54d
 def _per_tensor_norms(tensors: list[torch.Tensor], norm_type: float) -> list[torch.Tensor]:
     "Norm of each tensor, grouped by (device, dtype) so each group is one fused `_foreach_norm` call."
     groups: dict[tuple, list[int]] = {}
@@ -47,7 +47,7 @@ def _per_tensor_norms(tensors: list[torch.Tensor], norm_type: float) -> list[tor
             norms[i] = n
     return norms
 
-
+# %% ../nbs/06_monitoring.ipynb #d80f2337
 def global_grad_norm(parameters: Iterable[torch.Tensor] | torch.Tensor, norm_type: float = 2.0) -> torch.Tensor:
     "The norm of all gradients together, as a 0-dim float32 tensor on the gradients' device. No host sync."
     grads = _grads_of(parameters)
@@ -67,7 +67,7 @@ def _layer_key(name: str) -> str:
             return ".".join(parts[: i + 1])
     return parts[0] if len(parts) > 1 else name
 
-
+# %% ../nbs/06_monitoring.ipynb #b4dd56bb
 def layer_grad_norms(model: torch.nn.Module, norm_type: float = 2.0) -> dict[str, torch.Tensor]:
     "Gradient norm per layer group (`grad/norm/blocks.0`, ...), as 0-dim tensors. No host sync."
     named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
@@ -90,7 +90,7 @@ def cpu_peak_rss_bytes() -> int | None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
 
-
+# %% ../nbs/06_monitoring.ipynb #c9b8be7a
 def cpu_rss_bytes() -> int | None:
     "Current resident set size in bytes (Linux: /proc/self/statm; elsewhere the peak RSS)."
     try:
@@ -99,7 +99,7 @@ def cpu_rss_bytes() -> int | None:
     except (OSError, ValueError, IndexError, AttributeError):
         return cpu_peak_rss_bytes()
 
-
+# %% ../nbs/06_monitoring.ipynb #d269a364
 def memory_metrics(device: str | torch.device | None = None) -> dict[str, float]:
     "RSS (and CUDA allocator counters on a GPU) in GB, under `mem/`. Never syncs."
     gb = 1e9
@@ -150,12 +150,12 @@ class ThroughputMeter:
 # %% ../nbs/06_monitoring.ipynb #9d9f3e05
 HEALTHY_UPDATE_RATIO = (1e-4, 1e-2)  # ‖Δθ‖/‖θ‖ per step in a healthy run (rule of thumb: about 1e-3)
 
-
+# %% ../nbs/06_monitoring.ipynb #d81ea2e9
 def safe_perplexity(loss: float, max_loss: float = 50.0) -> float:
     "exp(loss), capped at exp(`max_loss`) so a diverged run logs a finite number; NaN stays NaN."
     return math.exp(min(loss, max_loss)) if not math.isnan(loss) else float("nan")
 
-
+# %% ../nbs/06_monitoring.ipynb #c0cbb774
 def _model_device_dtype(model) -> tuple[torch.device, torch.dtype]:
     for p in model.parameters():
         return p.device, p.dtype
@@ -212,10 +212,10 @@ class TrainingMonitor:
         "Restart the throughput clock (call right before the loop if the monitor was built long before)."
         self.throughput.reset()
 
-# %% ../nbs/06_monitoring.ipynb #d4ac6c2b
+# %% ../nbs/06_monitoring.ipynb #f09cda58
 _MONITOR_KEYS = ("log_every", "ema_beta", "grad_clip", "track_memory", "layer_norms", "update_ratios")
 
-
+# %% ../nbs/06_monitoring.ipynb #34c08487
 @patch(cls_method=True)
 def from_config(cls: TrainingMonitor, section: Any, model: torch.nn.Module | None = None, *, logger=None,
                 **overrides) -> TrainingMonitor:
@@ -259,7 +259,7 @@ def update(
     self._queue_log_step_tensors(grad_norm)
     return self._collect(step)
 
-
+# %% ../nbs/06_monitoring.ipynb #be0c8802
 @patch
 def __call__(self: TrainingMonitor, *args, **kwargs) -> dict[str, float] | None:
     "Same as `update`."
@@ -272,7 +272,7 @@ def before_optimizer_step(self: TrainingMonitor, step: int) -> None:
     if self.update_ratios and self.model is not None and self.should_log(step):
         self._weights_before = [p.detach().clone() for p in self.model.parameters()]
 
-
+# %% ../nbs/06_monitoring.ipynb #6559a538
 @patch
 def _queue_log_step_tensors(self: TrainingMonitor, grad_norm) -> None:
     model = self.model
@@ -293,7 +293,7 @@ def _queue_log_step_tensors(self: TrainingMonitor, grad_norm) -> None:
     if self.update_ratios and self._weights_before is not None:
         self._queue_update_ratios()
 
-# %% ../nbs/06_monitoring.ipynb #2d0aa8b9
+# %% ../nbs/06_monitoring.ipynb #772e86f7
 @patch
 def _queue_update_ratios(self: TrainingMonitor) -> None:
     "‖Δθ‖/‖θ‖ per layer group and overall, from the weights kept by `before_optimizer_step`."
@@ -325,7 +325,7 @@ def _sync_window(self: TrainingMonitor) -> tuple[list[float], list[float], dict[
     values = torch.cat(parts).tolist()  # the one host sync of the interval
     return values[:n_loss], values[n_loss:n_loss + n_norm], dict(zip(extra_keys, values[n_loss + n_norm:]))
 
-# %% ../nbs/06_monitoring.ipynb #4085b7cb
+# %% ../nbs/06_monitoring.ipynb #21a86ab8
 @patch
 def _collect(self: TrainingMonitor, step: int) -> dict[str, float]:
     losses, norms, extra = self._sync_window()
@@ -366,7 +366,7 @@ def _performance(self: TrainingMonitor) -> dict[str, float]:
         out.update(memory_metrics(self.device))
     return out
 
-
+# %% ../nbs/06_monitoring.ipynb #0a6bfbc4
 @patch
 def _flops_per_token(self: TrainingMonitor) -> float | None:
     if self.flops_per_token is not None:
@@ -379,7 +379,7 @@ def _flops_per_token(self: TrainingMonitor) -> float | None:
     except (ValueError, TypeError):
         return None
 
-
+# %% ../nbs/06_monitoring.ipynb #c5ff10ad
 @patch(nm="peak_flops")
 def _monitor_peak_flops(self: TrainingMonitor) -> float | None:
     "The peak FLOP/s MFU is measured against (resolved once)."
@@ -387,7 +387,7 @@ def _monitor_peak_flops(self: TrainingMonitor) -> float | None:
         self._peak = peak_flops(self.device, self.compute_dtype) if self.compute_dtype in PEAK_DTYPES else None
     return self._peak
 
-# %% ../nbs/06_monitoring.ipynb #20c62f2a
+# %% ../nbs/06_monitoring.ipynb #d6c0bdc7
 @patch
 def _detect(self: TrainingMonitor, steps, losses, norms, metrics) -> list[dict]:
     if self.detector is None:
@@ -403,13 +403,13 @@ def _detect(self: TrainingMonitor, steps, losses, norms, metrics) -> list[dict]:
             log_alert(alert, self.logger)
     return new
 
-
+# %% ../nbs/06_monitoring.ipynb #a1b5aa27
 @patch
 def state_dict(self: TrainingMonitor) -> dict:
     "The loss EMA and the detector's running statistics, as plain data for a checkpoint."
     return {"loss_ema": self.loss_ema, "detector": self.detector.state_dict() if self.detector is not None else None}
 
-
+# %% ../nbs/06_monitoring.ipynb #d4e77e93
 @patch
 def load_state_dict(self: TrainingMonitor, state: dict) -> None:
     self.loss_ema = state["loss_ema"]
@@ -425,7 +425,7 @@ class ProfileReport:
     trace_files: list[Path]
     profiler: Any = field(repr=False)
 
-
+# %% ../nbs/06_monitoring.ipynb #fc04154d
 def profile_steps(
     step_fn: Callable[[], Any],  # runs one training step
     run_dir: str | Path | None = None,  # the trace goes to <run_dir>/profiler (None: no trace file)

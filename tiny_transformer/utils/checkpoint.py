@@ -23,18 +23,18 @@ from fastcore.basics import patch
 
 from ..core import TMP_MARKER, atomic_write, sha256_file
 from .logging import get_git_state
-from tiny_transformer.utils.checkpoint_format import (  # re-exported: the chapter imports them from here
-    REQUIRED_CHECKPOINT_KEYS, CheckpointDeviceError, CheckpointError, CheckpointMismatchError, CheckpointSaveError,
+# re-exported: the chapter imports these from here; they are declared in checkpoint_format
+from .checkpoint_format import (REQUIRED_CHECKPOINT_KEYS, CheckpointDeviceError, CheckpointError, CheckpointMismatchError, CheckpointSaveError,
     CorruptCheckpointError, UnsafeCheckpointError, build_checkpoint, capture_rng_state, check_device,
     library_versions, load_checkpoint, load_model_from_checkpoint, load_model_safetensors, metric_value,
-    read_checkpoint, restore_rng_state, save_checkpoint, save_model_safetensors, snapshot_to_cpu, unwrap_model,
-    write_checkpoint_file)
+    read_checkpoint, restore_rng_state, save_checkpoint, save_model_safetensors,
+    snapshot_to_cpu, unwrap_model, write_checkpoint_file)  # (a last line this long keeps nbdev's import rewrite whole)
 
 # %% auto #0
 __all__ = ['CHECKPOINT_KINDS', 'MANIFEST_NAME', 'MANIFEST_FORMAT', 'CheckpointKind', 'checkpoint_file_name', 'CheckpointManager',
            'NoUsableCheckpointError', 'ResumePlan', 'GracefulShutdown']
 
-# %% ../../nbs/05_checkpoints.ipynb #dfc0a54b
+# %% ../../nbs/05_checkpoints.ipynb #6254cb49
 @dataclass(frozen=True)
 class CheckpointKind:
     "One row of `CHECKPOINT_KINDS`: how a kind of checkpoint is named, ranked and kept."
@@ -43,7 +43,7 @@ class CheckpointKind:
     keep: str  # "ranked": kept only as best / last / periodic; "forever"; "newest": only the newest of its kind
     why: str  # one line for the docs and the manifest
 
-
+# %% ../../nbs/05_checkpoints.ipynb #8a7a98b8
 CHECKPOINT_KINDS: dict[str, CheckpointKind] = {
     "regular": CheckpointKind("checkpoint", True, "ranked", "an evaluation or a save_every step"),
     "best": CheckpointKind("best", True, "ranked", "a save marked best by the caller; ranked like regular"),
@@ -53,24 +53,24 @@ CHECKPOINT_KINDS: dict[str, CheckpointKind] = {
                                 "Ctrl-C or preemption; older ones are pruned once a later save supersedes them"),
 }
 
-# %% ../../nbs/05_checkpoints.ipynb #f8ae75bd
+# %% ../../nbs/05_checkpoints.ipynb #34565ff6
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "tiny_transformer.checkpoints/1"
 
-
+# %% ../../nbs/05_checkpoints.ipynb #c8bb68bf
 def checkpoint_file_name(kind: str, step: int) -> str:
     "`checkpoint_00000300.pt`, `emergency_00000342.pt`, ... (ValueError for an unknown kind)."
     if kind not in CHECKPOINT_KINDS:
         raise ValueError(f"kind must be one of {list(CHECKPOINT_KINDS)}, got {kind!r}")
     return f"{CHECKPOINT_KINDS[kind].prefix}_{int(step):08d}.pt"
 
-
+# %% ../../nbs/05_checkpoints.ipynb #75b629ef
 def _kind_of_file(name: str) -> str | None:
     "The kind whose file-name pattern `name` matches, or None."
     match = re.match(r"^([a-z]+)_(\d+)\.pt$", name)
     return next((k for k, v in CHECKPOINT_KINDS.items() if match and v.prefix == match.group(1)), None)
 
-
+# %% ../../nbs/05_checkpoints.ipynb #dbba9c4e
 def _finite_or_none(value: float | None) -> float | None:
     "JSON has no inf or NaN: non-finite metrics are stored as null (and are never ranked)."
     return value if value is not None and math.isfinite(value) else None
@@ -103,7 +103,7 @@ class CheckpointManager:
         self._git: dict | None = None
         self._entries: list[dict] = self._read_manifest()
 
-# %% ../../nbs/05_checkpoints.ipynb #1d8a551c
+# %% ../../nbs/05_checkpoints.ipynb #88eeb7e0
 def _check_policy(keep_best_n, metric_mode, keep_every_n_steps) -> None:
     if not isinstance(keep_best_n, int) or keep_best_n < 0:
         raise ValueError(f"keep_best_n must be an integer >= 0, got {keep_best_n!r}")
@@ -112,7 +112,7 @@ def _check_policy(keep_best_n, metric_mode, keep_every_n_steps) -> None:
     if keep_every_n_steps is not None and (not isinstance(keep_every_n_steps, int) or keep_every_n_steps < 1):
         raise ValueError(f"keep_every_n_steps must be None or an integer >= 1, got {keep_every_n_steps!r}")
 
-# %% ../../nbs/05_checkpoints.ipynb #6d457951
+# %% ../../nbs/05_checkpoints.ipynb #83b9831c
 @patch(cls_method=True)
 def from_config(cls: CheckpointManager, section: Any, checkpoint_dir: str | os.PathLike, **overrides) -> CheckpointManager:
     "A manager set up from a `CheckpointConfig` (or a dict with its keys: keep_best_n, monitor, mode, ...)."
@@ -149,7 +149,7 @@ def _read_manifest(self: CheckpointManager) -> list[dict]:
         warnings.warn(f"Checkpoints listed in {self.manifest_path} are missing and were dropped: {missing}")
     return present
 
-# %% ../../nbs/05_checkpoints.ipynb #f5fb702b
+# %% ../../nbs/05_checkpoints.ipynb #ddbd65cf
 @patch
 def _discover(self: CheckpointManager) -> list[dict]:
     "Rebuild the entries from checkpoint files named like ours; unreadable files are skipped with a warning."
@@ -171,7 +171,7 @@ def _discover(self: CheckpointManager) -> list[dict]:
         warnings.warn(f"No {MANIFEST_NAME} in {self.checkpoint_dir}: rebuilt it from {len(entries)} checkpoint file(s)")
     return entries
 
-# %% ../../nbs/05_checkpoints.ipynb #bff59983
+# %% ../../nbs/05_checkpoints.ipynb #f844a3b9
 @patch
 def _write_manifest(self: CheckpointManager, entries: list[dict]) -> None:
     "Write manifest.json atomically (temporary file, fsync, rename)."
@@ -181,7 +181,7 @@ def _write_manifest(self: CheckpointManager, entries: list[dict]) -> None:
     text = json.dumps(data, indent=1, allow_nan=False) + "\n"
     atomic_write(self.manifest_path, lambda f: f.write(text.encode()))
 
-# %% ../../nbs/05_checkpoints.ipynb #5565e1cd
+# %% ../../nbs/05_checkpoints.ipynb #d02bc2f5
 def _writer_is_alive(name: str) -> bool:
     "Is the process that named this temporary file (`...tmp-<pid>-<thread>`) still running on this machine?"
     match = re.search(re.escape(TMP_MARKER) + r"(\d+)-", name)
@@ -195,7 +195,7 @@ def _writer_is_alive(name: str) -> bool:
         return True  # someone else's live process (or a pid we cannot check): leave it
     return True
 
-
+# %% ../../nbs/05_checkpoints.ipynb #fabe9660
 @patch
 def remove_temp_files(self: CheckpointManager) -> list[str]:
     "For the writer only: delete temporary files of saves whose process is gone. Returns their names."
@@ -220,11 +220,11 @@ def _ranked(self: CheckpointManager, entries: list[dict]) -> list[dict]:
     ranked = [e for e in entries if e["metric"] is not None and _kind_row(e).ranked]
     return sorted(ranked, key=lambda e: (sign * e["metric"], -e["step"], -e["seq"]))
 
-
+# %% ../../nbs/05_checkpoints.ipynb #d4a87904
 def _kind_row(entry: dict) -> CheckpointKind:
     return CHECKPOINT_KINDS.get(entry["kind"], CHECKPOINT_KINDS["regular"])  # an unknown kind is kept as regular
 
-# %% ../../nbs/05_checkpoints.ipynb #59df4dc8
+# %% ../../nbs/05_checkpoints.ipynb #48ae2aa7
 @patch
 def _retention(self: CheckpointManager, entries: list[dict]) -> dict[str, list[str]]:
     "For each file, why it is kept: any of 'best', 'last', 'periodic', 'emergency' (empty: prune it)."
@@ -280,7 +280,7 @@ def save(
         self._pending = self._executor.submit(self._commit, snapshot_to_cpu(checkpoint), entry)
     return path
 
-# %% ../../nbs/05_checkpoints.ipynb #58b3b7ff
+# %% ../../nbs/05_checkpoints.ipynb #6599688b
 @patch
 def _commit(self: CheckpointManager, checkpoint: dict, entry: dict) -> None:
     "Write the file, then the manifest, then prune."
@@ -297,7 +297,7 @@ def _commit(self: CheckpointManager, checkpoint: dict, entry: dict) -> None:
             if not reasons[e["file"]]:
                 (self.checkpoint_dir / e["file"]).unlink(missing_ok=True)
 
-# %% ../../nbs/05_checkpoints.ipynb #7246129d
+# %% ../../nbs/05_checkpoints.ipynb #2e71d670
 @patch
 def wait(self: CheckpointManager) -> None:
     "Block until the save in flight (async_save=True) is on disk; re-raise its error, if it failed."
@@ -305,7 +305,7 @@ def wait(self: CheckpointManager) -> None:
     if pending is not None:
         pending.result()
 
-
+# %% ../../nbs/05_checkpoints.ipynb #e1c2a02e
 @patch
 def close(self: CheckpointManager) -> None:
     "Finish the save in flight and stop the background writer."
@@ -316,12 +316,12 @@ def close(self: CheckpointManager) -> None:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-
+# %% ../../nbs/05_checkpoints.ipynb #b4eea9ce
 @patch
 def __enter__(self: CheckpointManager) -> CheckpointManager:
     return self
 
-
+# %% ../../nbs/05_checkpoints.ipynb #69077a94
 @patch
 def __exit__(self: CheckpointManager, *exc) -> None:
     self.close()
@@ -331,7 +331,7 @@ def __exit__(self: CheckpointManager, *exc) -> None:
 def _path(self: CheckpointManager, entry: dict | None) -> Path | None:
     return None if entry is None else self.checkpoint_dir / entry["file"]
 
-
+# %% ../../nbs/05_checkpoints.ipynb #28a65c8d
 @patch
 def get_best_checkpoint_path(self: CheckpointManager) -> Path | None:
     "Path of the best checkpoint by the monitored metric, or None."
@@ -339,20 +339,20 @@ def get_best_checkpoint_path(self: CheckpointManager) -> Path | None:
     ranked = self._ranked(self._entries)
     return self._path(ranked[0] if ranked else None)
 
-
+# %% ../../nbs/05_checkpoints.ipynb #8a7fe3fb
 @patch(as_prop=True)
 def best_model_path(self: CheckpointManager) -> Path | None:
     "Lightning's name for `get_best_checkpoint_path()`."
     return self.get_best_checkpoint_path()
 
-
+# %% ../../nbs/05_checkpoints.ipynb #cd37d579
 @patch
 def latest_checkpoint_path(self: CheckpointManager) -> Path | None:
     "Path of the newest checkpoint (by step, then save order), or None."
     self.wait()
     return self._path(max(self._entries, key=lambda e: (e["step"], e["seq"]), default=None))
 
-# %% ../../nbs/05_checkpoints.ipynb #2b28843a
+# %% ../../nbs/05_checkpoints.ipynb #b40dd753
 @patch(as_prop=True)
 def manifest(self: CheckpointManager) -> dict:
     "A copy of the manifest: the managed checkpoints, oldest first, each with the reasons it is kept."
@@ -362,7 +362,7 @@ def manifest(self: CheckpointManager) -> dict:
         rows = [{**e, "kept_as": reasons[e["file"]]} for e in sorted(self._entries, key=lambda e: (e["step"], e["seq"]))]
     return {"format": MANIFEST_FORMAT, "monitor": self.monitor, "mode": self.metric_mode, "checkpoints": rows}
 
-
+# %% ../../nbs/05_checkpoints.ipynb #3bccd487
 @patch
 def summary(self: CheckpointManager) -> str:
     "A small table of the managed checkpoints."
@@ -372,14 +372,14 @@ def summary(self: CheckpointManager) -> str:
         lines.append(f"{e['file']:<28}{e['step']:>6}  {metric:>10}  {e['kind']:<10} {', '.join(e['kept_as'])}")
     return "\n".join(lines)
 
-
+# %% ../../nbs/05_checkpoints.ipynb #544b1582
 @patch
 def load_best(self: CheckpointManager, model=None, optimizer=None, scheduler=None, map_location="cpu", **kwargs) -> dict | None:
     "Load the best checkpoint (see `load_checkpoint` for the arguments); None when there is none."
     path = self.get_best_checkpoint_path()
     return None if path is None else load_checkpoint(path, model, optimizer, scheduler, map_location, **kwargs)
 
-# %% ../../nbs/05_checkpoints.ipynb #86f3a361
+# %% ../../nbs/05_checkpoints.ipynb #96431762
 class NoUsableCheckpointError(CheckpointError):
     "resume='auto' found checkpoints, but every one is damaged or unreadable; `.problems` lists (file, why)."
 
@@ -390,7 +390,7 @@ class NoUsableCheckpointError(CheckpointError):
                          f"({listing}). Restore a good copy, resume from a file you trust with --resume PATH, or "
                          f"start a new run under another name.")
 
-
+# %% ../../nbs/05_checkpoints.ipynb #14fafdfa
 @dataclass
 class ResumePlan:
     "The outcome of `plan_resume`: the file to load (None: start fresh) and every decision, as JSON-ready dicts."
@@ -412,7 +412,7 @@ def _verify(self: CheckpointManager, entry: dict) -> str | None:
         return "its SHA-256 does not match the manifest"
     return None
 
-# %% ../../nbs/05_checkpoints.ipynb #a9b2876f
+# %% ../../nbs/05_checkpoints.ipynb #7e703637
 @patch
 def plan_resume(self: CheckpointManager, resume: str | os.PathLike | None) -> ResumePlan:
     "None/False: start fresh. A path: that file. 'auto': the newest intact managed checkpoint. See `ResumePlan`."
@@ -445,13 +445,13 @@ def plan_resume(self: CheckpointManager, resume: str | os.PathLike | None) -> Re
     plan.events.append({"event": "resume_nothing", "reason": f"no checkpoints in {self.checkpoint_dir}: starting fresh"})
     return plan
 
-# %% ../../nbs/05_checkpoints.ipynb #de41f537
+# %% ../../nbs/05_checkpoints.ipynb #14650bc2
 @patch
 def resolve_resume(self: CheckpointManager, resume: str | os.PathLike | None) -> Path | None:
     "The file `plan_resume(resume)` chose, or None to start fresh."
     return self.plan_resume(resume).path
 
-
+# %% ../../nbs/05_checkpoints.ipynb #8b34e10c
 @patch
 def resume_from(self: CheckpointManager, resume, model, optimizer=None, scheduler=None, **kwargs) -> dict | None:
     "Resolve `resume` and load that checkpoint into the objects given, RNG states included. None: nothing to resume."

@@ -46,7 +46,7 @@ def capture_rng_state() -> dict:
                   "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
     }
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #411aad11
 def restore_rng_state(state: dict) -> None:
     "Put back the RNG states captured by `capture_rng_state`."
     torch.set_rng_state(state["torch"])
@@ -78,7 +78,7 @@ def library_versions() -> dict:
 _PLAIN_TYPES = (str, int, float, bool, type(None))  # exact types: a str or float subclass is pickled as its class
 _TORCH_LEAVES = (torch.Tensor, torch.dtype, torch.device, torch.Size)
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #510aa711
 def _check_plain(obj: Any, where: str = "checkpoint") -> None:
     "Raise TypeError naming the first value in `obj` that `torch.load(weights_only=True)` would refuse."
     if type(obj) in _PLAIN_TYPES or isinstance(obj, _TORCH_LEAVES):
@@ -98,7 +98,7 @@ def _check_plain(obj: Any, where: str = "checkpoint") -> None:
     raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}, which torch.load(weights_only=True) "
                     f"refuses; store plain data (dict, list, str, number, tensor) instead{hint}")
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #1f79052a
 def _as_plain(obj: Any, what: str) -> Any:
     "A component's plain state: `obj` itself if plain, else its `state_dict()` / `to_dict()` / dataclass fields."
     if obj is None or isinstance(obj, dict):
@@ -123,14 +123,14 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
         else:
             return model
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #32147bad
 def metric_value(value: Any) -> float | None:
     "A metric as a Python float (tensors included), or None."
     if value is None:
         return None
     return float(value.item() if isinstance(value, torch.Tensor) else value)
 
-# %% ../../nbs/05_checkpoint_format.ipynb #b3d9dbed
+# %% ../../nbs/05_checkpoint_format.ipynb #b746095b
 def build_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
@@ -182,27 +182,27 @@ def build_checkpoint(
 class CheckpointError(Exception):
     "Base class of this module's errors."
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #c382d7af
 class CheckpointSaveError(CheckpointError, OSError):
     "A save failed; the previous files at that path and the manifest are untouched."
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #2f0eddd9
 class CorruptCheckpointError(CheckpointError):
     "A checkpoint file is truncated, damaged, or not a torch file at all."
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #7a036a97
 class UnsafeCheckpointError(CheckpointError):
     "A checkpoint holds pickled objects that `weights_only` loading refuses; nothing in it ran."
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #2d7b11f0
 class CheckpointDeviceError(CheckpointError, ValueError):
     "The device asked for (`map_location`) does not exist here; the file itself may be fine."
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #9df91d61
 class CheckpointMismatchError(CheckpointError, ValueError):
     "The weights in a checkpoint do not fit the model they are loaded into (or its own stored config)."
 
-# %% ../../nbs/05_checkpoint_format.ipynb #3bdffa97
+# %% ../../nbs/05_checkpoint_format.ipynb #690a2a74
 def write_checkpoint_file(path: str | os.PathLike, checkpoint: dict) -> dict:
     "`torch.save` through core's `atomic_write`; returns {'size', 'sha256'}. Raises `CheckpointSaveError`."
     try:
@@ -223,7 +223,7 @@ def save_checkpoint(
     write_checkpoint_file(path, build_checkpoint(model, optimizer, scheduler, step, **state))
     return Path(path)
 
-# %% ../../nbs/05_checkpoint_format.ipynb #374767a6
+# %% ../../nbs/05_checkpoint_format.ipynb #4538503e
 def check_device(map_location: Any) -> None:
     "Raise `CheckpointDeviceError` unless `map_location` names a device this machine has (dicts and callables pass)."
     if map_location is None or callable(map_location) or isinstance(map_location, dict):
@@ -234,17 +234,17 @@ def check_device(map_location: Any) -> None:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         cuda = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
         raise CheckpointDeviceError(f"map_location/device {str(map_location)!r} is not a device this machine has "
-                                    f"({cuda}; torch: {first}). Use 'cpu', or one of the devices listed "
-                                    "above.") from None
+                                    f"({cuda}; torch: {first}). Use 'cpu', or a device that exists here "
+                                    "(e.g. 'cuda:0' on a GPU machine).") from None
 
-# %% ../../nbs/05_checkpoint_format.ipynb #b6fcec93
+# %% ../../nbs/05_checkpoint_format.ipynb #3f548de1
 def _unpickling_reason(error: BaseException) -> tuple[bool, str]:
     "(is it a refused global, i.e. code?, the most telling line of torch's message)."
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     first = next((line for line in lines if "Unsupported" in line), lines[0] if lines else type(error).__name__)
     return "Unsupported global" in first or "not an allowed global" in first, first[:200]
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #500757c0
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     "`torch.load(path, weights_only=True)`, with errors that say whether the device, the file's safety or its bytes are wrong."
     path = Path(path)
@@ -278,7 +278,7 @@ def _load_weights(model: torch.nn.Module, weights: dict, path, strict: bool = Tr
         details = "; ".join(line.strip() for line in str(e).splitlines()[1:4] if line.strip())
         raise CheckpointMismatchError(f"The weights in {path} do not fit this model: {details or e}") from None
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #de752310
 def load_checkpoint(
     path: str | os.PathLike,
     model: torch.nn.Module | None = None,
@@ -330,7 +330,7 @@ def save_model_safetensors(
             raise CheckpointSaveError(str(e)) from e
     return Path(path)
 
-# %% ../../nbs/05_checkpoint_format.ipynb #ba7efe42
+# %% ../../nbs/05_checkpoint_format.ipynb #3db7f99a
 def load_model_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     "Rebuild a `TinyTransformerLM` from a file written by `save_model_safetensors`. Returns (model, metadata)."
     from safetensors import safe_open
@@ -347,7 +347,7 @@ def load_model_safetensors(path: str | os.PathLike, device: str | torch.device =
     load_model(model, str(path), strict=True, device=str(device))
     return model.to(device).eval(), metadata
 
-# %% ../../nbs/05_checkpoint_format.ipynb #bcb83f7b
+# %% ../../nbs/05_checkpoint_format.ipynb #ef94b4f1
 def snapshot_to_cpu(obj: Any, memo: dict | None = None) -> Any:
     "A copy of `obj` whose tensors are fresh CPU copies (tensors sharing storage stay shared)."
     memo = {} if memo is None else memo
@@ -365,7 +365,7 @@ def snapshot_to_cpu(obj: Any, memo: dict | None = None) -> Any:
 # %% ../../nbs/05_checkpoint_format.ipynb #c7c705de
 REQUIRED_CHECKPOINT_KEYS = ("model", "model_config", "tokenizer")
 
-
+# %% ../../nbs/05_checkpoint_format.ipynb #f0058eee
 def _strip_wrapper_prefixes(state: dict) -> dict:
     "Remove the key prefixes that torch.compile (`_orig_mod.`) and DDP (`module.`) add."
     out = {}
@@ -376,7 +376,7 @@ def _strip_wrapper_prefixes(state: dict) -> dict:
         out[key] = value
     return out
 
-# %% ../../nbs/05_checkpoint_format.ipynb #97f962ce
+# %% ../../nbs/05_checkpoint_format.ipynb #5fed7963
 def load_model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
     "Rebuild (model, tokenizer, checkpoint dict) from a checkpoint file; the model is in eval mode."
     state = read_checkpoint(path, map_location=device)
