@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import logging
 import sys
 import time
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,20 +24,19 @@ from .data import tokenizer_from_state_dict
 from .model import TinyTransformerLM, sample_next_token
 from .utils.checkpoint import (CheckpointError, load_model_from_checkpoint, load_model_safetensors,
                                                save_model_safetensors)
-from .utils.logging import _require, get_git_commit
+from .utils.logging import get_git_commit
 
 # %% auto #0
-__all__ = ['METADATA_KEY', 'ONNX_OPSET', 'MIN_ONNX_OPSET', 'FORMATS', 'load_model_for_export', 'export_metadata',
+__all__ = ['METADATA_KEY', 'ONNX_OPSET', 'MIN_ONNX_OPSET', 'EXPORT_FORMATS', 'load_model_for_export', 'export_metadata',
            'example_inputs', 'dynamic_dims', 'export_torch_program', 'load_torch_program', 'parity_shapes',
-           'check_parity', 'format_parity', 'export_torchscript', 'load_torchscript', 'fold_attention_heads',
-           'check_onnx_opset', 'export_onnx', 'read_onnx_metadata', 'ort_session', 'OnnxRuntimeLM', 'GenerationTimeout',
-           'generate_from_logits', 'export_safetensors', 'load_artifact', 'quantize_onnx_int8', 'validation_loss',
-           'export_main']
+           'check_parity', 'format_parity', 'export_torchscript', 'load_torchscript', 'check_onnx_opset',
+           'GenerationTimeout', 'generate_from_logits', 'generate_cached', 'export_safetensors', 'ExportFormat',
+           'load_artifact', 'validation_loss', 'export_main']
 
 # %% ../nbs/08_export.ipynb #50c0db5b
 METADATA_KEY = "tiny_transformer"  # the key under which every artifact stores its metadata (JSON)
 
-
+# %% ../nbs/08_export.ipynb #5c8f7612
 def _safetensors_info(path: Path) -> tuple[TinyTransformerLM, dict]:
     "Model and metadata of a file written by `save_model_safetensors` (and so by `export_safetensors`)."
     try:
@@ -48,7 +48,6 @@ def _safetensors_info(path: Path) -> tuple[TinyTransformerLM, dict]:
         info.update(json.loads(header[METADATA_KEY]))
         info["model_config"] = header["model_config"]
     return model, info
-
 
 # %% ../nbs/08_export.ipynb #76f933d3
 def load_model_for_export(
@@ -75,7 +74,7 @@ def _package_dir() -> Path:
 
     return Path(tiny_transformer.__file__).resolve().parent
 
-
+# %% ../nbs/08_export.ipynb #66adfc17
 def export_metadata(model: TinyTransformerLM, tokenizer_state: dict, fmt: str, **extra) -> dict:
     "Everything needed to use an exported `model`: config, tokenizer, provenance."
     return {
@@ -94,7 +93,7 @@ def example_inputs(model: TinyTransformerLM, batch: int = 2, seq: int = 16) -> t
     "Token ids to trace with; deliberately not 1 (0/1-sized dims get specialised by exporters)."
     return (torch.randint(0, model.config["vocab_size"], (batch, min(seq, model.max_seq_len))),)
 
-
+# %% ../nbs/08_export.ipynb #5e49cd97
 def dynamic_dims(model: TinyTransformerLM) -> dict:
     "`dynamic_shapes` for `forward(input_ids)`: batch and sequence length are both dynamic."
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -111,7 +110,7 @@ def export_torch_program(model: TinyTransformerLM, path: str | Path, metadata: d
     torch.export.save(program, path, extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
     return path
 
-
+# %% ../nbs/08_export.ipynb #dd7da360
 def load_torch_program(path: str | Path):
     "Load a `.pt2` file: returns (callable module, metadata)."
     extra = {f"{METADATA_KEY}.json": ""}
@@ -124,7 +123,7 @@ def parity_shapes(max_seq_len: int) -> list[tuple[int, int]]:
     "Three (batch, seq) shapes: one token, an odd middle size, and a full context batch."
     return [(1, 1), (3, min(17, max_seq_len)), (8, max_seq_len)]
 
-
+# %% ../nbs/08_export.ipynb #28c23540
 @torch.no_grad()
 def check_parity(
     model: TinyTransformerLM,  # the eager reference
@@ -146,7 +145,7 @@ def check_parity(
     worst = max(d for _, d in results)
     return {"results": results, "max_abs_diff": worst, "ok": worst <= atol}
 
-
+# %% ../nbs/08_export.ipynb #7bc992e0
 def format_parity(report: dict, atol: float = 1e-4) -> str:
     "A few readable lines for a parity report."
     lines = [f"  batch {b:>2} x seq {s:>3}: max |logit diff| = {d:.2e}" for (b, s), d in report["results"]]
@@ -167,7 +166,7 @@ class _ContextGuard(torch.nn.Module):
             raise ValueError("input is longer than the model's context (max_seq_len)")
         return self.core(input_ids)
 
-
+# %% ../nbs/08_export.ipynb #b538fdd4
 def export_torchscript(model: TinyTransformerLM, path: str | Path, metadata: dict, method: str = "script") -> Path:
     "Legacy TorchScript export: `trace`, or `script` (a scripted guard around the trace)."
     if method not in ("trace", "script"):
@@ -181,176 +180,23 @@ def export_torchscript(model: TinyTransformerLM, path: str | Path, metadata: dic
     torch.jit.save(module, str(path), _extra_files=extra)
     return Path(path)
 
-
+# %% ../nbs/08_export.ipynb #afa988fd
 def load_torchscript(path: str | Path):
     "Load a TorchScript file: returns (module, metadata). Call it under `torch.no_grad()`."
     extra = {f"{METADATA_KEY}.json": ""}
     module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     return module, json.loads(extra[f"{METADATA_KEY}.json"] or "{}")
 
-# %% ../nbs/08_export.ipynb #0a7a1502
-def fold_attention_heads(proto) -> int:
-    "Rewrite each 4-D `Attention` between head-splitting Reshape+Transpose pairs into the 3-D form; returns how many."
-    from onnx import helper
-    graph = proto.graph
-    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*graph.value_info, *graph.input, *graph.output]}
-    producer = {out: node for node in graph.node for out in node.output}
-    readers = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    graph_outputs = {o.name for o in graph.output}
-
-    def sole_reader(name, op_type):  # the one node that reads `name`, if it is an `op_type`
-        users = readers.get(name, [])
-        ok = len(users) == 1 and users[0].op_type == op_type and name not in graph_outputs
-        return users[0] if ok else None
-
-    def swaps_axes_1_2(node):
-        perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
-        return node is not None and node.op_type == "Transpose" and perm == [[0, 2, 1, 3]]
-
-    def heads_of(reshape):  # (b, s, h*d) -> (b, s, h, d): h, else None
-        src, dst = shapes.get(reshape.input[0]), shapes.get(reshape.output[0])
-        if not src or not dst or len(src) != 3 or len(dst) != 4 or src[:2] != dst[:2]:
-            return None
-        h, d = dst[2], dst[3]
-        return h if isinstance(h, int) and isinstance(d, int) and h > 0 and h * d == src[2] else None
-
-    dropped, folded = set(), 0
-    for att in [n for n in graph.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")]:
-        if len(att.input) != 3 or len(att.output) != 1:
-            continue  # a mask, a bias or a KV cache: not this pattern
-        pairs = []
-        for name in att.input:
-            transpose = producer.get(name)
-            reshape = producer.get(transpose.input[0]) if swaps_axes_1_2(transpose) else None
-            if (reshape is None or reshape.op_type != "Reshape" or sole_reader(name, "Attention") is None
-                    or sole_reader(reshape.output[0], "Transpose") is None):
-                break
-            pairs.append((reshape, transpose))
-        heads = {heads_of(reshape) for reshape, _ in pairs}
-        if len(pairs) != 3 or len(heads) != 1 or None in heads:
-            continue
-        back = sole_reader(att.output[0], "Transpose")
-        merge = sole_reader(back.output[0], "Reshape") if swaps_axes_1_2(back) else None
-        if merge is None or shapes.get(merge.output[0]) != shapes.get(pairs[0][0].input[0]):
-            continue
-        n_heads = heads.pop()
-        attributes = {a.name: helper.get_attribute_value(a) for a in att.attribute}
-        attributes.update(q_num_heads=n_heads, kv_num_heads=n_heads)
-        graph.node.insert(list(graph.node).index(att), helper.make_node(
-            "Attention", [reshape.input[0] for reshape, _ in pairs], [merge.output[0]], name=att.name, **attributes))
-        dropped.update(id(node) for pair in pairs for node in pair)
-        dropped.update((id(att), id(back), id(merge)))
-        folded += 1
-    kept = [node for node in graph.node if id(node) not in dropped]
-    del graph.node[:]
-    graph.node.extend(kept)
-    produced = {out for node in kept for out in node.output}
-    value_info = [v for v in graph.value_info if v.name in produced]  # no shapes for values that are gone
-    del graph.value_info[:]
-    graph.value_info.extend(value_info)
-    return folded
-
 # %% ../nbs/08_export.ipynb #b19677d1
 ONNX_OPSET = 23  # the default: Attention is one operator
 MIN_ONNX_OPSET = 18  # the oldest this exporter writes a loadable file for
 
-
+# %% ../nbs/08_export.ipynb #cbd599cb
 def check_onnx_opset(opset: int) -> None:
     "Raise a ValueError naming the supported range unless `opset` is one `export_onnx` can write."
     if not MIN_ONNX_OPSET <= opset <= ONNX_OPSET:
         raise ValueError(f"opset must be between {MIN_ONNX_OPSET} and {ONNX_OPSET} for the torch.export-based ONNX "
                          f"exporter ({MIN_ONNX_OPSET}-22 for ONNX Runtime older than 1.23), got {opset}")
-
-
-def export_onnx(
-    model: TinyTransformerLM,
-    path: str | Path,
-    metadata: dict,  # stored as JSON in metadata_props["tiny_transformer"]
-    opset: int = ONNX_OPSET,  # 23 has the Attention operator (ONNX Runtime >= 1.23); 18-22 for older runtimes
-    fold_heads: bool = True,  # apply `fold_attention_heads` (opset >= 23)
-    keep_debug_info: bool = False,  # keep each node's Python stack trace and FX names (about 200 kB here)
-) -> Path:
-    "Export to a single self-contained ONNX file with dynamic batch/seq axes; check it; store `metadata`."
-    onnx = _require("onnx", "export")
-    _require("onnxscript", "export")
-    check_onnx_opset(opset)
-    path = Path(path)
-    model = model.eval()
-    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registry_log.level
-    registry_log.setLevel(logging.ERROR)  # chatter about torchvision operators we do not use
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, example_inputs(model), str(path), input_names=["input_ids"],
-                          output_names=["logits"], dynamic_shapes=dynamic_dims(model), opset_version=opset,
-                          external_data=False, dynamo=True, verbose=False)
-    registry_log.setLevel(level)
-    proto = onnx.load(str(path))
-    if fold_heads and opset >= 23:
-        fold_attention_heads(proto)
-    onnx.checker.check_model(proto, full_check=True)
-    if not keep_debug_info:
-        for node in proto.graph.node:
-            del node.metadata_props[:]
-            node.doc_string = ""
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    onnx.save(proto, str(path))
-    return path
-
-
-def read_onnx_metadata(path: str | Path) -> dict:
-    "The metadata stored in an ONNX file by `export_onnx`."
-    onnx = _require("onnx", "export")
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return json.loads(props[METADATA_KEY]) if METADATA_KEY in props else {}
-
-# %% ../nbs/08_export.ipynb #9fd42a60
-def ort_session(path: str | Path, threads: int = 1, spinning: bool = False):
-    "An ONNX Runtime CPU session with `threads` intra-op threads and (by default) no busy-waiting."
-    ort = _require("onnxruntime", "export")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        if "opset" not in str(e).lower():
-            raise
-        raise RuntimeError(f"ONNX Runtime {ort.__version__} cannot load {path}: its opset is too new for this runtime. "
-                           f"Upgrade onnxruntime (opset 23 needs >= 1.23) or re-export with an older opset "
-                           f"(tt-export --opset 20).\n{e}") from e
-
-# %% ../nbs/08_export.ipynb #15d556a8
-class OnnxRuntimeLM:
-    "An exported ONNX model behind the eager model's interface: `lm(ids) -> logits`, `.tokenizer`, `.generate`."
-
-    def __init__(self, path: str | Path, threads: int = 1):
-        self.path = Path(path)
-        self.session = ort_session(self.path, threads)
-        props = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in props:
-            raise ValueError(f"{self.path} has no '{METADATA_KEY}' metadata; export it with export_onnx()")
-        self.metadata = json.loads(props[METADATA_KEY])
-        self.config = self.metadata["model_config"]
-        self.max_seq_len = int(self.config["max_seq_len"])
-        self.tokenizer = tokenizer_from_state_dict(self.metadata["tokenizer"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
-        "Logits (batch, seq, vocab) as a torch tensor, for int64 ids of shape (batch, seq)."
-        ids = torch.as_tensor(input_ids, dtype=torch.long).cpu().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: ids})[0])
-
-    def __repr__(self) -> str:
-        return f"OnnxRuntimeLM({self.path.name}, {self.config})"
 
 # %% ../nbs/08_export.ipynb #d55836cd
 class GenerationTimeout(TimeoutError):
@@ -360,7 +206,15 @@ class GenerationTimeout(TimeoutError):
         super().__init__(f"generation passed its deadline after {tokens_done} new tokens")
         self.tokens_done = tokens_done
 
+# %% ../nbs/08_export.ipynb #a3e58ce0
+def _as_prompt(input_ids) -> torch.Tensor:
+    out = torch.as_tensor(input_ids, dtype=torch.long)
+    out = out.unsqueeze(0) if out.dim() == 1 else out
+    if out.size(1) == 0:
+        raise ValueError("The prompt is empty: give at least one token")
+    return out
 
+# %% ../nbs/08_export.ipynb #e6f283b7
 @torch.no_grad()
 def generate_from_logits(
     logits_fn,  # callable: (batch, seq) int64 ids -> (batch, seq, vocab) logits
@@ -374,11 +228,7 @@ def generate_from_logits(
     deadline: float | None = None,  # time.monotonic() after which to stop
 ) -> torch.Tensor:
     "Sample `max_new_tokens` tokens with a model that has no KV cache; returns (batch, seq + new)."
-    out = torch.as_tensor(input_ids, dtype=torch.long)
-    if out.dim() == 1:
-        out = out.unsqueeze(0)
-    if out.size(1) == 0:
-        raise ValueError("The prompt is empty: give at least one token")
+    out = _as_prompt(input_ids)
     for i in range(max_new_tokens):
         if deadline is not None and time.monotonic() > deadline:
             raise GenerationTimeout(i)
@@ -386,13 +236,34 @@ def generate_from_logits(
         out = torch.cat([out, sample_next_token(logits, temperature, top_k, top_p, generator)], dim=1)
     return out
 
-
-def _ort_generate(self: OnnxRuntimeLM, input_ids, max_new_tokens: int, **kwargs) -> torch.Tensor:
-    "`generate_from_logits` over this session (temperature, top_k, top_p, generator, deadline)."
-    return generate_from_logits(self, input_ids, max_new_tokens, self.max_seq_len, **kwargs)
-
-
-OnnxRuntimeLM.generate = _ort_generate
+# %% ../nbs/08_export.ipynb #679e6085
+@torch.no_grad()
+def generate_cached(
+    lm,  # anything with `forward_with_past(ids, positions, mask, past)` and `empty_past(batch)`
+    input_ids: torch.Tensor,  # (batch, seq) or (seq,) prompt ids, rows of equal length
+    max_new_tokens: int,
+    max_seq_len: int,  # the model's context: the cache is re-primed when it is full
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    deadline: float | None = None,  # time.monotonic() after which to stop
+) -> torch.Tensor:
+    "Sample `max_new_tokens` tokens with a KV cache, as `TinyTransformerLM.generate`; returns (batch, seq + new)."
+    out, past, length = _as_prompt(input_ids), None, 0
+    for i in range(max_new_tokens):
+        if deadline is not None and time.monotonic() > deadline:
+            raise GenerationTimeout(i)
+        if i == 0 or length == max_seq_len:  # prefill, or re-prime with the last half-window
+            ids, past, length = out[:, -(max_seq_len // 2 if i else max_seq_len):], None, 0
+        else:
+            ids = out[:, -1:]
+        B, T = ids.shape
+        positions = torch.arange(length, length + T).expand(B, T)
+        logits, past = lm.forward_with_past(ids, positions, torch.ones(B, length + T, dtype=torch.long), past)
+        length += T
+        out = torch.cat([out, sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)], dim=1)
+    return out
 
 # %% ../nbs/08_export.ipynb #3a119540
 def export_safetensors(model: TinyTransformerLM, path: str | Path, metadata: dict) -> Path:
@@ -401,76 +272,102 @@ def export_safetensors(model: TinyTransformerLM, path: str | Path, metadata: dic
     return save_model_safetensors(model, path, metadata={METADATA_KEY: json.dumps(rest)}, tokenizer=metadata["tokenizer"])
 
 # %% ../nbs/08_export.ipynb #39369653
+@dataclass(frozen=True)
+class ExportFormat:
+    "One output format of `tt-export`: how it is written, how it is opened, whether `tt-serve` can serve it."
+    suffix: str  # default file ending
+    exporter: Callable  # (model, path, metadata, options: argparse.Namespace) -> Path
+    loader: Callable  # (path, threads) -> (ids -> logits callable, metadata)
+    servable: bool  # tt-serve can generate text from this file
+    summary: str  # one line for tt-export --help
+    quantizable: bool = False  # --quantize int8 applies
+    sniff: Callable | None = None  # recognise a file by content instead of its suffix
+
+    def recognises(self, path: Path) -> bool:
+        return self.sniff(path) if self.sniff else path.name.endswith(self.suffix)
+
+# %% ../nbs/08_export.ipynb #76d02ff9
+def _onnx_module():
+    "The ONNX code (08a_onnx), imported only when an ONNX format is used: it needs the `export` extra."
+    from tiny_transformer import onnx_export
+    return onnx_export
+
+# %% ../nbs/08_export.ipynb #5ef4302e
+def _export_onnx(model, path: Path, metadata: dict, options) -> Path:
+    "The cached ONNX graph; with --quantize int8 the fp32 file is written beside it first."
+    onnx_export = _onnx_module()
+    if not getattr(options, "quantize", None):
+        return onnx_export.export_onnx(model, path, metadata, opset=options.opset)
+    fp32 = path.with_name(path.name.replace(".int8", "")) if ".int8" in path.name else path.with_suffix(".fp32.onnx")
+    onnx_export.export_onnx(model, fp32, metadata, opset=options.opset)
+    return onnx_export.quantize_onnx_int8(fp32, path)
+
+# %% ../nbs/08_export.ipynb #e6678802
+def _load_onnx(path: Path, threads: int = 1):
+    lm = _onnx_module().OnnxRuntimeLM(path, threads)
+    return lm, lm.metadata
+
+# %% ../nbs/08_export.ipynb #1f6d49de
 def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as z:
         return any("/code/" in name for name in z.namelist())
 
+# %% ../nbs/08_export.ipynb #35e8c852
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    "onnx": ExportFormat(".onnx", _export_onnx, _load_onnx, servable=True, quantizable=True,
+                         summary="ONNX with the KV cache (forward_with_past), for ONNX Runtime; what tt-serve serves"),
+    "torch-export": ExportFormat(".pt2", lambda m, p, meta, o: export_torch_program(m, p, meta),
+                                 lambda p, threads=1: load_torch_program(p), servable=False,
+                                 summary="torch.export ExportedProgram, forward(input_ids) -> logits"),
+    "torchscript": ExportFormat(".torchscript.pt", lambda m, p, meta, o: export_torchscript(
+                                    m, p, meta, method=o.torchscript_method),
+                                lambda p, threads=1: load_torchscript(p), servable=False, sniff=_is_torchscript,
+                                summary="TorchScript (legacy), forward(input_ids) -> logits"),
+    "safetensors": ExportFormat(".safetensors", lambda m, p, meta, o: export_safetensors(m, p, meta),
+                                lambda p, threads=1: load_model_for_export(p), servable=True,
+                                summary="model-only weights + config + tokenizer; tt-serve's eager backend"),
+}
 
+# %% ../nbs/08_export.ipynb #7acf785b
+_MOVED_TO_ONNX_EXPORT = ("OnnxRuntimeLM", "export_onnx", "fold_attention_heads", "ort_session",
+                         "quantize_onnx_int8", "read_onnx_metadata")
+
+# %% ../nbs/08_export.ipynb #50075e42
+def __getattr__(name: str):
+    "Aliases for the names that moved to `tiny_transformer.onnx_export` (08a_onnx)."
+    if name in _MOVED_TO_ONNX_EXPORT:
+        return getattr(_onnx_module(), name)
+    raise AttributeError(f"module 'tiny_transformer.export' has no attribute {name!r}")
+
+# %% ../nbs/08_export.ipynb #b270391d
 def load_artifact(path: str | Path, threads: int = 1):
-    "Open an exported file (.pt2, .onnx, .safetensors, TorchScript .pt): returns (ids -> logits callable, metadata)."
+    "Open any file `tt-export` writes: returns (ids -> logits callable, metadata)."
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No exported model at {path}")
-    if path.suffix == ".onnx":
-        lm = OnnxRuntimeLM(path, threads)
-        return lm, lm.metadata
-    if path.suffix == ".pt2":
-        return load_torch_program(path)
-    if path.suffix == ".safetensors":
-        model, meta = load_model_for_export(path)
-        return model, meta
-    if _is_torchscript(path):
-        return load_torchscript(path)
-    raise ValueError(f"Cannot tell which format {path} is; expected .onnx, .pt2, .safetensors or a TorchScript .pt")
-
-# %% ../nbs/08_export.ipynb #1b3d543a
-def quantize_onnx_int8(src: str | Path, dst: str | Path) -> Path:
-    "Dynamic int8 quantization of an ONNX file's weights with ONNX Runtime; the metadata is kept and marked."
-    onnx = _require("onnx", "export")
-    quantization = _require("onnxruntime.quantization", "export")
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # it logs a generic "consider pre-processing" hint on every call
-    try:
-        # Weights of MatMul/Gemm and embedding lookups (Gather), and nothing else: by default the quantizer
-        # takes any node named "Attention" for ONNX Runtime's own contrib op and would turn opset 23's
-        # Attention into a QAttention that does not load.
-        quantization.quantize_dynamic(str(src), str(dst), weight_type=quantization.QuantType.QInt8,
-                                      op_types_to_quantize=["MatMul", "Gemm", "Gather"])
-    finally:
-        root.setLevel(level)
-    proto = onnx.load(str(dst))
-    props = {p.key: p.value for p in proto.metadata_props}
-    metadata = {**json.loads(props.get(METADATA_KEY, "{}")), "quantization": "onnxruntime dynamic int8",
-                "export_date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    del proto.metadata_props[:]
-    for key, value in {**props, METADATA_KEY: json.dumps(metadata)}.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(dst))
-    return Path(dst)
-
-
-@torch.no_grad()
-def validation_loss(logits_fn, batches) -> float:
-    "Mean next-token cross-entropy of any ids -> logits callable over (inputs, targets) batches."
-    losses = [F.cross_entropy(torch.as_tensor(logits_fn(x)).float().flatten(0, 1), y.flatten()) for x, y in batches]
-    return torch.stack(losses).mean().item()
+    for fmt in EXPORT_FORMATS.values():
+        if fmt.recognises(path):
+            return fmt.loader(path, threads)
+    suffixes = ", ".join(f.suffix for f in EXPORT_FORMATS.values())
+    raise ValueError(f"Cannot tell which format {path} is; expected one of: {suffixes} (TorchScript by content)")
 
 # %% ../nbs/08_export.ipynb #8bbc924f
-FORMATS = {"onnx": ".onnx", "torch-export": ".pt2", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
+def _formats_help() -> str:
+    lines = [f"  {name:<13} {fmt.summary}" + ("" if fmt.servable else " (tt-serve cannot serve it)")
+             for name, fmt in EXPORT_FORMATS.items()]
+    return "formats (tt-serve serves: " + ", ".join(n for n, f in EXPORT_FORMATS.items() if f.servable) + "):\n" + \
+        "\n".join(lines)
 
-
+# %% ../nbs/08_export.ipynb #0d6568ac
 def _export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tt-export",
+        prog="tt-export", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Export a tiny_transformer checkpoint to a deployable file, then check it against the checkpoint.",
-        epilog="example: tt-export --checkpoint runs/exp/checkpoints/best.pt --format onnx --quantize int8",
-    )
+        epilog=_formats_help() + "\n\nexample: tt-export --checkpoint runs/exp/checkpoints/step_0001000.pt --quantize int8")
     parser.add_argument("--checkpoint", required=True, help="checkpoint dict (.pt) or model-only .safetensors file")
-    parser.add_argument("--format", choices=sorted(FORMATS), default="onnx", help="output format (default: %(default)s)")
+    parser.add_argument("--format", choices=list(EXPORT_FORMATS), default="onnx", help="output format (default: %(default)s)")
     parser.add_argument("--quantize", choices=["int8"], default=None, help="dynamic int8 weights (onnx only)")
     parser.add_argument("--output", default=None, help="output file (default: next to the checkpoint)")
     parser.add_argument("--opset", type=int, default=ONNX_OPSET,
@@ -484,39 +381,25 @@ def _export_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/08_export.ipynb #0a5086c9
 def _default_output(checkpoint: Path, fmt: str, quantize: str | None) -> Path:
-    suffix = FORMATS[fmt]
+    suffix = EXPORT_FORMATS[fmt].suffix
     if quantize:
         suffix = f".{quantize}{suffix}"
     return checkpoint.with_name(checkpoint.name.split(".")[0] + suffix)
 
+# %% ../nbs/08_export.ipynb #7bfd7f23
+@torch.no_grad()
+def validation_loss(logits_fn, batches) -> float:
+    "Mean next-token cross-entropy of any ids -> logits callable over (inputs, targets) batches."
+    losses = [F.cross_entropy(torch.as_tensor(logits_fn(x)).float().flatten(0, 1), y.flatten()) for x, y in batches]
+    return torch.stack(losses).mean().item()
 
-def _int8_loss_check(model: TinyTransformerLM, lm, tokenizer_state: dict, data: str | None) -> str:
-    "Validation-loss change of the int8 model on fixed batches of the corpus, or why it was skipped."
-    from tiny_transformer.data import fixed_batches, resolve_corpus, split_text
-
-    try:  # no download here: the check is optional, and the export is already done
-        text = resolve_corpus(data, download=False).read_text(encoding="utf-8")
-    except OSError as e:
-        return f"validation-loss check skipped (no corpus: {e})"
-    tokenizer = tokenizer_from_state_dict(tokenizer_state)
-    try:
-        val = torch.tensor(tokenizer.encode(split_text(text, 0.1)[1]), dtype=torch.long)
-    except ValueError as e:
-        return f"validation-loss check skipped (the corpus does not fit this tokenizer: {e})"
-    block = min(128, model.max_seq_len)
-    batches = fixed_batches(val, block_size=block, batch_size=8, n_batches=4)
-    fp32, int8 = validation_loss(model, batches), validation_loss(lm, batches)
-    return f"validation loss: fp32 {fp32:.4f}, int8 {int8:.4f} (delta {int8 - fp32:+.4f})"
-
-# %% ../nbs/08_export.ipynb #cf2a2562
-def export_main(argv: list[str] | None = None) -> int:
-    "Entry point of `tt-export`."
-    parser = _export_parser()
-    args = parser.parse_args(argv)
+# %% ../nbs/08_export.ipynb #c17b78dd
+def _check_args(parser: argparse.ArgumentParser, args) -> tuple[Path, Path]:
+    "Refuse bad arguments with exit 2 (parser.error); returns (checkpoint, output)."
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         parser.error(f"--checkpoint {checkpoint}: no such file")
-    if args.quantize and args.format != "onnx":
+    if args.quantize and not EXPORT_FORMATS[args.format].quantizable:
         parser.error(f"--quantize {args.quantize} is only available with --format onnx (got --format {args.format})")
     try:
         check_onnx_opset(args.opset)
@@ -527,32 +410,52 @@ def export_main(argv: list[str] | None = None) -> int:
     output = Path(args.output) if args.output else _default_output(checkpoint, args.format, args.quantize)
     if output.resolve() == checkpoint.resolve():
         parser.error(f"--output {output} would overwrite the checkpoint")
+    if output.is_dir():
+        parser.error(f"--output {output} is a folder; give a file name, e.g. {output / ('model' + EXPORT_FORMATS[args.format].suffix)}")
+    if not output.parent.is_dir():
+        what = "is not a folder" if output.parent.exists() else "does not exist"
+        parser.error(f"--output {output}: {output.parent} {what}; create the folder first or choose another path")
+    return checkpoint, output
+
+# %% ../nbs/08_export.ipynb #6fe81d1d
+def _int8_loss_check(model: TinyTransformerLM, lm, tokenizer_state: dict, data: str | None) -> str:
+    "Validation-loss change of the int8 model on fixed batches of the corpus, or why it was skipped."
+    from tiny_transformer.data import fixed_batches, resolve_corpus, split_text
+
+    try:  # no download here: the check is optional, and the export is already done
+        text = resolve_corpus(data, download=False).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return f"validation-loss check skipped (no readable corpus: {e})"
+    tokenizer = tokenizer_from_state_dict(tokenizer_state)
+    try:
+        val = torch.tensor(tokenizer.encode(split_text(text, 0.1)[1]), dtype=torch.long)
+        batches = fixed_batches(val, block_size=min(128, model.max_seq_len), batch_size=8, n_batches=4)
+    except ValueError as e:
+        return f"validation-loss check skipped (the corpus does not fit this model: {e})"
+    fp32, int8 = validation_loss(model, batches), validation_loss(lm, batches)
+    return f"validation loss: fp32 {fp32:.4f}, int8 {int8:.4f} (delta {int8 - fp32:+.4f})"
+
+# %% ../nbs/08_export.ipynb #cf2a2562
+def export_main(argv: list[str] | None = None) -> int:
+    "Entry point of `tt-export`."
+    parser = _export_parser()
+    args = parser.parse_args(argv)
+    checkpoint, output = _check_args(parser, args)
     torch.set_num_threads(args.threads)
     try:
         model, info = load_model_for_export(checkpoint)
-    except (ValueError, RuntimeError, KeyError, CheckpointError) as e:
-        print(f"tt-export: cannot read {checkpoint}: {e}", file=sys.stderr)
-        return 1
-    output.parent.mkdir(parents=True, exist_ok=True)
+    except (ValueError, TypeError, RuntimeError, KeyError, CheckpointError) as e:
+        print(f"tt-export: --checkpoint {checkpoint} cannot be loaded: {e}\n"
+              "Give a checkpoint written by tt-train (runs/NAME/checkpoints/*.pt) or by export_safetensors.", file=sys.stderr)
+        return 2
+    fmt = EXPORT_FORMATS[args.format]
     metadata = export_metadata(model, info["tokenizer"], args.format, source_checkpoint=str(checkpoint),
                                checkpoint_step=info.get("step"), checkpoint_git=info.get("git"))
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript deprecation / tracer notes; documented in the notebook
-        if args.format == "onnx":
-            fp32_path = output.with_name(output.name.replace(".int8", "")) if args.quantize else output
-            if args.quantize and fp32_path == output:
-                fp32_path = output.with_suffix(".fp32.onnx")
-            export_onnx(model, fp32_path, metadata, opset=args.opset)
-            if args.quantize:
-                quantize_onnx_int8(fp32_path, output)
-        elif args.format == "torch-export":
-            export_torch_program(model, output, metadata)
-        elif args.format == "torchscript":
-            export_torchscript(model, output, metadata, method=args.torchscript_method)
-        else:
-            export_safetensors(model, output, metadata)
-        run, _ = load_artifact(output, threads=args.threads)
+        fmt.exporter(model, output, metadata, args)
+        run, _ = fmt.loader(output, args.threads)
         report = check_parity(model, run)
     print(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB, {args.format}"
           f"{', ' + args.quantize if args.quantize else ''}) in {time.perf_counter() - t0:.1f}s")

@@ -10,10 +10,11 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['KVCache', 'CausalSelfAttention', 'MLP', 'Block', 'TinyTransformerLM', 'num_parameters', 'new_kv_cache',
-           'sample_next_token', 'generate']
+__all__ = ['KVCache', 'CausalSelfAttention', 'MLP', 'Block', 'TinyTransformerLM', 'sample_next_token', 'decoding_mask',
+           'left_pad', 'next_step_inputs', 'generate_with_past']
 
 # %% ../nbs/01_model.ipynb #21223309
 class KVCache:
@@ -80,7 +81,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.proj(F.gelu(self.fc(x))))
 
-
+# %% ../nbs/01_model.ipynb #ca36fe74
 class Block(nn.Module):
     "A pre-LayerNorm transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`."
 
@@ -109,7 +110,7 @@ def _check_model_args(vocab_size, d_model, n_heads, n_layers, d_ff, max_seq_len,
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
-
+# %% ../nbs/01_model.ipynb #d78acd34
 class TinyTransformerLM(nn.Module):
     "A GPT-style decoder-only language model: `forward(input_ids) -> logits`."
 
@@ -148,7 +149,8 @@ class TinyTransformerLM(nn.Module):
             nn.init.zeros_(module.bias)
 
 # %% ../nbs/01_model.ipynb #4eb914bd
-def _forward(self: TinyTransformerLM, input_ids: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+@patch
+def forward(self: TinyTransformerLM, input_ids: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
     "Logits of shape (batch, seq, vocab) for `input_ids` of shape (batch, seq)."
     B, T = input_ids.shape
     start = kv_cache.length if kv_cache is not None else 0
@@ -164,26 +166,21 @@ def _forward(self: TinyTransformerLM, input_ids: torch.Tensor, kv_cache: KVCache
         kv_cache.length += T
     return self.lm_head(self.ln_f(x))
 
-
-TinyTransformerLM.forward = _forward
-
 # %% ../nbs/01_model.ipynb #4aebf591
+@patch
 def num_parameters(self: TinyTransformerLM, include_position_embedding: bool = True) -> int:
     "Number of trainable parameters; the tied embedding/head matrix counts once."
     n = sum(p.numel() for p in self.parameters())
     return n if include_position_embedding else n - self.pos_emb.weight.numel()
 
-
+# %% ../nbs/01_model.ipynb #7ab54b13
+@patch
 def new_kv_cache(self: TinyTransformerLM, batch_size: int) -> KVCache:
     "An empty cache sized for this model, on its device and in its dtype."
     p = self.tok_emb.weight
     c = self.config
     return KVCache(c["n_layers"], batch_size, c["n_heads"], c["max_seq_len"], c["d_model"] // c["n_heads"],
                    device=p.device, dtype=p.dtype)
-
-
-TinyTransformerLM.num_parameters = num_parameters
-TinyTransformerLM.new_kv_cache = new_kv_cache
 
 # %% ../nbs/01_model.ipynb #f8d2162e
 def _check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -194,7 +191,7 @@ def _check_sampling_args(temperature: float, top_k: int | None, top_p: float | N
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
 
-
+# %% ../nbs/01_model.ipynb #5072de25
 def sample_next_token(
     logits: torch.Tensor,  # (batch, vocab) logits of the last position
     temperature: float = 1.0,  # > 0; lower is more conservative
@@ -204,7 +201,8 @@ def sample_next_token(
 ) -> torch.Tensor:
     "Sample one token id per row; returns shape (batch, 1)."
     _check_sampling_args(temperature, top_k, top_p)
-    logits = logits.float() / temperature
+    logits = logits.double()  # shifted so the largest is 0, then divided: tiny temperatures give -inf, never NaN
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -218,6 +216,7 @@ def sample_next_token(
     return torch.multinomial(probs, 1, generator=generator)
 
 # %% ../nbs/01_model.ipynb #5ece4151
+@patch
 def generate(
     self: TinyTransformerLM,
     input_ids: torch.Tensor,  # (batch, seq) or (seq,) prompt token ids
@@ -258,5 +257,117 @@ def generate(
         self.train(was_training)
     return out.clone()  # cloned outside inference mode: an ordinary tensor, usable anywhere
 
+# %% ../nbs/01_model.ipynb #54d53314
+@patch
+def forward_with_past(self: CausalSelfAttention, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor,
+                      mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Attend from `x` (B, T, C) to the past and to itself under `mask` (B, 1, T, P+T); returns (y, k, v)."
+    B, T, C = x.shape
+    q, k, v = self.qkv(x).split(C, dim=2)
+    q, k, v = (t.view(B, T, self.n_heads, self.d_k).transpose(1, 2) for t in (q, k, v))
+    k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C))), k, v
 
-TinyTransformerLM.generate = generate
+# %% ../nbs/01_model.ipynb #c19299e3
+@patch
+def forward_with_past(self: Block, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor,
+                      mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "The block over `x` with this layer's past; returns (x, k, v)."
+    a, k, v = self.attn.forward_with_past(self.ln1(x), past_k, past_v, mask)
+    x = x + a
+    return x + self.mlp(self.ln2(x)), k, v
+
+# %% ../nbs/01_model.ipynb #3ad18fb8
+def decoding_mask(attention_mask: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    "(B, 1, T, P+T) bool: query i (key index P+i) sees real keys up to its own index, and always itself."
+    total = attention_mask.size(1)
+    keys = torch.arange(total, device=attention_mask.device)
+    queries = torch.arange(new_tokens, device=attention_mask.device) + (total - new_tokens)
+    causal = keys[None, :] <= queries[:, None]
+    real = attention_mask.bool()[:, None, None, :]
+    return (causal & real) | (keys[None, :] == queries[:, None])
+
+# %% ../nbs/01_model.ipynb #7a00d425
+def _check_past_inputs(model, input_ids, position_ids, attention_mask, past) -> None:
+    B, T = input_ids.shape
+    P = past[0][0].size(2)
+    if position_ids.shape != input_ids.shape:
+        raise ValueError(f"position_ids has shape {tuple(position_ids.shape)}; it must match input_ids {(B, T)}")
+    if tuple(attention_mask.shape) != (B, P + T):
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; it must be (batch, past + new) = "
+                         f"{(B, P + T)}")
+    if len(past) != len(model.blocks):
+        raise ValueError(f"past has {len(past)} layers; the model has {len(model.blocks)}")
+    if T and int(position_ids.max()) >= model.max_seq_len:
+        raise ValueError(f"position {int(position_ids.max())} is beyond the model's context "
+                         f"(max_seq_len={model.max_seq_len})")
+
+# %% ../nbs/01_model.ipynb #46088560
+@patch
+def empty_past(self: TinyTransformerLM, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    "The past of a prefill: per layer (k, v) of shape (batch_size, n_heads, 0, d_k), on the model's device/dtype."
+    p, c = self.tok_emb.weight, self.config
+    shape = (batch_size, c["n_heads"], 0, c["d_model"] // c["n_heads"])
+    return [(p.new_zeros(shape), p.new_zeros(shape)) for _ in range(c["n_layers"])]
+
+# %% ../nbs/01_model.ipynb #d40485cf
+@patch
+def forward_with_past(
+    self: TinyTransformerLM,
+    input_ids: torch.Tensor,  # (B, T) int64 new tokens
+    position_ids: torch.Tensor,  # (B, T) int64 position of each new token in its own sequence
+    attention_mask: torch.Tensor,  # (B, P+T) bool/int: 1 real, 0 padding; past then new tokens
+    past: list[tuple[torch.Tensor, torch.Tensor]] | None = None,  # n_layers x (k, v) (B, h, P, d_k); None = empty
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    "Pure cached decoding: (logits (B, T, vocab), present: n_layers x (k, v) of shape (B, h, P+T, d_k))."
+    past = past if past else self.empty_past(input_ids.size(0))
+    if not torch.compiler.is_compiling():
+        _check_past_inputs(self, input_ids, position_ids, attention_mask, past)
+    x = self.drop(self.tok_emb(input_ids) + self.pos_emb(position_ids))
+    mask = decoding_mask(attention_mask, input_ids.size(1))
+    present = []
+    for block, (past_k, past_v) in zip(self.blocks, past):
+        x, k, v = block.forward_with_past(x, past_k, past_v, mask)
+        present.append((k, v))
+    return self.lm_head(self.ln_f(x)), present
+
+# %% ../nbs/01_model.ipynb #a961971c
+def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Left-pad token lists into one batch: (input_ids, position_ids, attention_mask), each (B, longest) int64."
+    if not prompts or not all(len(p) for p in prompts):
+        raise ValueError("left_pad needs at least one prompt, and every prompt needs at least one token")
+    longest = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (longest - len(p)) + list(p) for p in prompts], dtype=torch.long)
+    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
+    return ids, (mask.cumsum(1) - 1).clamp(min=0), mask
+
+# %% ../nbs/01_model.ipynb #6fc81cf0
+def next_step_inputs(next_ids: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor):
+    "Inputs of the step after one that had `position_ids`/`attention_mask`: (input_ids, position_ids, attention_mask)."
+    next_ids = next_ids.reshape(-1, 1).long()
+    position_ids = position_ids[:, -1:] + 1
+    attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+    return next_ids, position_ids, attention_mask
+
+# %% ../nbs/01_model.ipynb #ff1ced92
+@torch.no_grad()
+def generate_with_past(
+    lm,  # anything with `forward_with_past(input_ids, position_ids, attention_mask, past)` and `empty_past`
+    prompts: list[list[int]],  # token ids per row; rows may differ in length
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    "Sample `max_new_tokens` tokens for each prompt, batched with left padding; returns each row's new tokens."
+    _check_sampling_args(temperature, top_k, top_p)
+    ids, pos, am = left_pad(prompts)
+    past, new = lm.empty_past(len(prompts)), []
+    for _ in range(max_new_tokens):
+        logits, past = lm.forward_with_past(ids, pos, am, past)
+        next_ids = sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)
+        new.append(next_ids)
+        ids, pos, am = next_step_inputs(next_ids, pos, am)
+    return torch.cat(new, dim=1).tolist() if new else [[] for _ in prompts]
