@@ -21,11 +21,10 @@ from .schema import (ConfigError, ConfigProblem, Section, at_least, at_most, bet
                                      field_types, is_section, load_yaml_file, merge_into, parse_value)
 
 # %% auto #0
-__all__ = ['RENAMED_KEYS', 'MAX_PARAMETERS', 'TRACKING_BACKENDS', 'TrackingBackend', 'MISSING', 'ConfigSection', 'config_keys',
-           'ModelConfig', 'TrainingConfig', 'DataConfig', 'LoggingConfig', 'TrackingConfig', 'CheckpointConfig',
-           'ExperimentConfig', 'field_at', 'parse_override', 'load_config', 'flatten', 'config_diff',
-           'format_config_diff', 'resolve_device', 'resolve_precision', 'ConfigError', 'ConfigProblem',
-           'load_yaml_file']
+__all__ = ['RENAMED_KEYS', 'MAX_PARAMETERS', 'MISSING', 'ConfigSection', 'config_keys', 'ModelConfig', 'TrainingConfig',
+           'DataConfig', 'LoggingConfig', 'TrackingConfig', 'CheckpointConfig', 'ExperimentConfig', 'field_at',
+           'parse_override', 'load_config', 'flatten_config', 'config_diff', 'format_config_diff', 'resolve_device',
+           'resolve_precision', 'ConfigError', 'ConfigProblem', 'load_yaml_file']
 
 # %% ../nbs/02_config.ipynb #d8dbc54f
 _all_ = ["ConfigError", "ConfigProblem", "load_yaml_file"]  # defined in tiny_transformer.schema; part of this module's API
@@ -122,7 +121,7 @@ class TrainingConfig(ConfigSection):
     min_lr_ratio: float = 0.1  # the schedule's floor, as a fraction of learning_rate
     max_steps: int = 1000  # optimizer steps in the run
     warmup_steps: int = 100  # steps of linear warmup from 0; must be < max_steps
-    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warmup
+    lr_schedule: str = field(default="cosine", metadata=choices("tiny_transformer.schedules:LR_SCHEDULES"))  # decay after warmup: a key of schedules.LR_SCHEDULES
     optimizer: Literal["adamw", "adam"] = "adamw"  # AdamW decouples weight decay from the gradient
     weight_decay: float = 0.1  # AdamW weight decay (applied to matrices, not biases or norms)
     beta1: float = 0.9  # Adam first-moment decay
@@ -135,7 +134,7 @@ class TrainingConfig(ConfigSection):
     sample_every: int = 0  # print a text sample every this many steps; 0: only at the end
     sample_tokens: int = 200  # length of each text sample
     sample_prompt: str = "ROMEO:\n"  # text the samples start from
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA if supported, else fp16 on CUDA, fp32 elsewhere
+    precision: str = field(default="auto", metadata=choices("tiny_transformer.steps:AMP_DTYPES", "auto"))  # a key of steps.AMP_DTYPES, or auto: bf16 on CUDA if supported, else fp16 on CUDA, fp32 elsewhere
     compile: bool = False  # wrap the model in torch.compile (slow first step, faster later ones on GPU)
     max_consecutive_nonfinite: int = 3  # give up (or roll back) after this many non-finite losses in a row
     on_nonfinite: Literal["rollback", "stop"] = "rollback"  # rollback: reload the last good checkpoint with a smaller learning rate
@@ -199,24 +198,22 @@ class LoggingConfig(ConfigSection):
     file: bool = True  # write the JSON-lines log into the run directory
 
 # %% ../nbs/02_config.ipynb #48ec9eb5
-TRACKING_BACKENDS = ("auto", "wandb", "tensorboard", "console", "none")
-TrackingBackend = Literal["auto", "wandb", "tensorboard", "console", "none"]
-
-
 @dataclass
 class TrackingConfig(ConfigSection):
     "Experiment tracking (Weights & Biases, TensorBoard, console)."
     section: ClassVar[str] = "tracking"
-    backend: TrackingBackend | list[TrackingBackend] = "auto"  # a backend, or a list of backends used together
+    backend: str | list[str] = field(default="auto", metadata=choices(  # a key of utils.experiment.TRACKER_BACKENDS, auto, or a list
+        "tiny_transformer.utils.experiment:TRACKER_BACKENDS", "auto", "none"))
     project: str = "tiny-transformer"  # project name in the tracker
     tags: list[str] = field(default_factory=list)  # tracker tags (added to the experiment's tags)
     notes: str = ""  # free-text notes shown in the tracker
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # offline: write locally, `wandb sync` later
+    start_timeout_s: float = 10.0  # the longest an online backend may take to start; then the run goes on without it
 
 # %% ../nbs/02_config.ipynb #95fbd13f
 @patch
 def problems(self: TrackingConfig) -> list[tuple[str, str]]:
-    "A non-empty list of distinct backends ('auto' and 'none' alone), and a project name."
+    "A non-empty list of distinct backends ('auto' and 'none' alone), a project name, a start-up bound."
     if isinstance(self.backend, list):
         if not self.backend:
             return [("backend", "[] is empty; give at least one backend, or 'none'")]
@@ -224,6 +221,8 @@ def problems(self: TrackingConfig) -> list[tuple[str, str]]:
             return [("backend", f"{self.backend!r}: 'auto' and 'none' cannot be combined with other backends")]
         if len(set(self.backend)) != len(self.backend):
             return [("backend", f"{self.backend!r} lists a backend twice")]
+    if not 0 < self.start_timeout_s <= 600:
+        return [("start_timeout_s", f"{self.start_timeout_s!r} is out of range; expected 0 < start_timeout_s <= 600 (seconds)")]
     if not self.project.strip():
         return [("project", "'' is empty; expected a project name")]
     return []
@@ -396,14 +395,14 @@ def load(cls: ExperimentConfig, path: str | os.PathLike) -> ExperimentConfig:
     return load_config([path])
 
 # %% ../nbs/02_config.ipynb #9df59df2
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_config(data: Any, prefix: str = "") -> dict[str, Any]:
     "Nested dataclasses and mappings as {dotted key: value}; lists and everything else are values."
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
         data = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
     flat = {}
     for key, value in data.items():
         if isinstance(value, Mapping) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
-            flat.update(flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_config(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -420,7 +419,7 @@ MISSING = _Missing()
 
 def config_diff(a: ExperimentConfig | Mapping, b: ExperimentConfig | Mapping) -> dict[str, tuple[Any, Any]]:
     "The keys whose values differ between `a` and `b`: {dotted key: (a_value, b_value)}, in schema order."
-    fa, fb = flatten(a), flatten(b)
+    fa, fb = flatten_config(a), flatten_config(b)
     keys = list(fa) + [k for k in fb if k not in fa]
     return {k: (fa.get(k, MISSING), fb.get(k, MISSING)) for k in keys if fa.get(k, MISSING) != fb.get(k, MISSING)}
 

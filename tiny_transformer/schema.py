@@ -204,14 +204,17 @@ def resolve_registry(registry: str) -> Mapping:
 
 # %% ../nbs/01a_schema.ipynb #1e3f6a61
 def allowed_choices(meta: Mapping) -> list[str]:
-    "Every value a field with `choices(...)` metadata accepts: the `also` values, then the registry's keys."
-    return [*meta.get("also", ()), *resolve_registry(meta["choices"])]
+    "Every value a field with `choices(...)` metadata accepts: the `also` values, then the registry's keys (once each)."
+    return list(dict.fromkeys([*meta.get("also", ()), *resolve_registry(meta["choices"])]))
 
 
 def check_choice(value, meta: Mapping) -> str | None:
     "None if `value` (a name, or a list of names) is allowed by the `choices` metadata; else the message."
+    names = value if isinstance(value, list) else [value]
+    if all(name in meta.get("also", ()) for name in names):
+        return None  # e.g. 'auto' or 'none': known without importing the registry's module
     allowed = allowed_choices(meta)
-    for name in value if isinstance(value, list) else [value]:
+    for name in names:
         if name not in allowed:
             return f"{name!r} is not allowed; expected one of {', '.join(map(repr, allowed))}{did_you_mean(name, allowed)}"
     return None

@@ -320,8 +320,8 @@ def test_chapter_names_import_from_config_lazily():
 
 
 def test_flatten_handles_dataclasses_and_mappings():
-    from tiny_transformer.config import flatten
-    flat = flatten(get_tiny_config())
+    from tiny_transformer.config import flatten_config
+    flat = flatten_config(get_tiny_config())
     assert flat["model.d_model"] == 128 and flat["tags"] == ["tiny"] and "model" not in flat
-    assert flatten({"a": {"b": {"c": 1}}, "d": [1]}) == {"a.b.c": 1, "d": [1]}
-    assert flatten(get_tiny_config()) == flatten(get_tiny_config().to_dict())
+    assert flatten_config({"a": {"b": {"c": 1}}, "d": [1]}) == {"a.b.c": 1, "d": [1]}
+    assert flatten_config(get_tiny_config()) == flatten_config(get_tiny_config().to_dict())
