@@ -291,7 +291,8 @@ def _check_field(obj, f: dataclasses.Field, tp) -> list[ConfigProblem]:
             return [ConfigProblem(key, f"expected a {tp.__name__} or a mapping, got {describe_value(value)}")]
         return []
     try:
-        setattr(obj, f.name, check_value(value, tp, f.metadata))
+        meta = {} if value == f.default else f.metadata  # a default is a registry name (tests check it): no import
+        setattr(obj, f.name, check_value(value, tp, meta))
     except CoercionError as e:
         return [ConfigProblem(key, str(e))]
     return []

@@ -127,9 +127,10 @@ def test_tt_config_reports_a_registry_typo_with_exit_2(tmp_path):
 
 
 def test_names_outside_the_registry_are_checked_without_importing_it():
-    # 'auto' and 'none' are the field's own values: accepting them must not import the tracker (torch, utils).
-    code = ("import sys, json; from tiny_transformer.config import TrackingConfig\n"
-            "TrackingConfig(backend='none'); TrackingConfig(backend=['auto'])\n"
+    # 'auto' and 'none' are the field's own values, and a default is a registry name (checked above): accepting them
+    # must not import the registries' modules (torch, the tracker): a default config and tt-config stay light.
+    code = ("import sys, json; from tiny_transformer.config import ExperimentConfig, TrackingConfig\n"
+            "TrackingConfig(backend='none'); TrackingConfig(backend=['auto']); ExperimentConfig()\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('tiny_transformer.') or m == 'torch')))")
     result = run([sys.executable, "-c", code], cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
