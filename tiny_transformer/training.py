@@ -319,10 +319,8 @@ def _open_outputs(self: Trainer) -> None:
         cfg.save(self.run_dir / "config.yaml")
     self.logger = TrainingLogger(cfg.name, log_dir=self.run_dir, log_to_console=cfg.logging.console and main,
                                  log_to_file=cfg.logging.file, rank=self.dist.rank, level=cfg.logging.level)
-    backend = cfg.tracking.backend if main else "none"
-    self.tracker = ExperimentTracker(cfg.tracking.project, cfg.name, config=cfg.to_dict(), backend=backend,
-                                     log_dir=self.run_dir, tags=cfg.tags + cfg.tracking.tags, notes=cfg.tracking.notes,
-                                     wandb_mode=cfg.tracking.wandb_mode)
+    self.tracker = ExperimentTracker.from_config(cfg.tracking, self.run_dir, cfg.name, config=cfg.to_dict(),
+                                                 tags=cfg.tags, backend=None if main else "none")
     self.monitor = TrainingMonitor(self.raw_model, log_every=cfg.training.log_every, grad_clip=cfg.training.grad_clip,
                                    compute_dtype=self.amp_dtype, logger=self.logger)
 

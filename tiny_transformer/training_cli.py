@@ -22,12 +22,11 @@ from .run_control import ResumeError, RunDirBusyError
 from .steps import evaluate, sample_text, training_device
 from .training import Trainer
 from .utils.checkpoint import CheckpointError, CheckpointManager, load_model_from_checkpoint
-from .utils.logging import parse_json_logs
+from .utils.log_analysis import parse_json_logs, plot_loss_curve
 
 # %% auto #0
-__all__ = ['positive_int', 'count', 'temperature', 'top_p', 'DEVICE_NAMES', 'USER_ERRORS', 'cli_device', 'loss_curves',
-           'write_loss_plot', 'run_report', 'exit_status', 'train_main', 'resolve_checkpoint', 'load_for_cli',
-           'evaluate_main', 'generate_main']
+__all__ = ['positive_int', 'count', 'temperature', 'top_p', 'DEVICE_NAMES', 'USER_ERRORS', 'cli_device', 'run_report',
+           'exit_status', 'train_main', 'resolve_checkpoint', 'load_for_cli', 'evaluate_main', 'generate_main']
 
 # %% ../nbs/07a_training_cli.ipynb #e1402629
 def _number_type(kind, low, high=None, what: str = ""):
@@ -73,36 +72,6 @@ def cli_device(name: str) -> torch.device:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"--device {name!r}: {device.type} is not supported by these commands; use {DEVICE_NAMES}")
     return device
-
-# %% ../nbs/07a_training_cli.ipynb #c917360b
-def loss_curves(log_file: str | Path) -> dict[str, list[tuple[int, float]]]:
-    "train/loss and val/loss by step from a JSON-lines log (the last value wins where a resume replayed steps)."
-    curves: dict[str, dict[int, float]] = {"train/loss": {}, "val/loss": {}}
-    for record in parse_json_logs(log_file, warn=False):
-        step, metrics = record.get("step"), record.get("metrics")
-        for key, points in curves.items():
-            value = metrics.get(key) if isinstance(metrics, dict) else None
-            if isinstance(step, int) and isinstance(value, (int, float)) and math.isfinite(value):
-                points[step] = float(value)
-    return {key: sorted(points.items()) for key, points in curves.items()}
-
-# %% ../nbs/07a_training_cli.ipynb #cf72daa0
-def write_loss_plot(log_file: str | Path, out: str | Path) -> Path:
-    "Draw the run's train and validation loss into a PNG at `out` (atomically). Needs matplotlib."
-    from matplotlib.figure import Figure
-
-    curves = loss_curves(log_file)
-    fig = Figure(figsize=(6, 3.5), dpi=100)
-    ax = fig.subplots()
-    for key, style in (("train/loss", "-"), ("val/loss", "o-")):
-        if curves[key]:
-            ax.plot(*zip(*curves[key]), style, label=key)
-    ax.set(xlabel="step", ylabel="cross-entropy", title=Path(out).parent.name)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    atomic_write(out, lambda stream: fig.savefig(stream, format="png"))
-    return Path(out)
 
 # %% ../nbs/07a_training_cli.ipynb #65d5253b
 def _fmt(value, digits: int = 3) -> str:
@@ -183,7 +152,7 @@ def _report_end(trainer: Trainer, result: dict, argv: list[str]) -> None:
     log_file = trainer.logger.log_file
     if log_file is not None and log_file.is_file():
         try:
-            write_loss_plot(log_file, Path(result["run_dir"]) / "loss.png")
+            plot_loss_curve(log_file, Path(result["run_dir"]) / "loss.png")
         except ImportError:
             print("loss.png skipped: matplotlib is not installed (pip install 'tiny_transformer[widgets]')")
     print(run_report(trainer, result, argv), flush=True)

@@ -7,7 +7,7 @@ import pytest
 from helpers import run
 from serve_helpers import Server, call
 
-from tiny_transformer.utils.logging import parse_json_logs
+from tiny_transformer.utils.log_analysis import parse_json_logs
 
 openai = pytest.importorskip("openai")
 

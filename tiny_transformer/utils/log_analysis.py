@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..config import flatten_config
-from ..core import require_extra
+from ..core import atomic_write, require_extra
 from .logging import decode_float
 
 # %% auto #0
@@ -298,7 +298,5 @@ def plot_loss_curve(
     if ax.lines:
         ax.legend()
     fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path)
-    return png_path
+    atomic_write(png_path, lambda stream: fig.savefig(stream, format="png"))  # a crash never leaves half a PNG
+    return Path(png_path)
