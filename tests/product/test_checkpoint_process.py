@@ -243,11 +243,12 @@ with GracefulShutdown() as shutdown:
             print("EMERGENCY", path.name, shutdown.signal_name, flush=True)
             break
 print("DONE", flush=True)
+sys.exit(shutdown.exit_code)  # 130 after SIGINT, 143 after SIGTERM: a scheduler can tell it from a finished run
 """
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_first_signal_finishes_the_step_saves_and_exits_cleanly(tmp_path, sig):
+def test_first_signal_finishes_the_step_saves_and_exits_as_interrupted(tmp_path, sig):
     folder = tmp_path / "ckpt"
     proc = start(TRAIN_UNTIL_SIGNAL, folder)
     try:
@@ -256,7 +257,7 @@ def test_first_signal_finishes_the_step_saves_and_exits_cleanly(tmp_path, sig):
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == 128 + sig, (proc.returncode, err[-3000:])  # 130 SIGINT, 143 SIGTERM; 0 means "finished"
     lines = out.strip().splitlines()
     assert lines[-1] == "DONE"
     emergency = [line for line in lines if line.startswith("EMERGENCY")]
