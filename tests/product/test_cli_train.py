@@ -198,8 +198,9 @@ def test_changed_settings_on_resume_are_shown_and_logged(tmp_path):
     assert "Resuming with changed settings" in result.stdout and "training.learning_rate" in result.stdout
     records = [json.loads(l) for l in (tmp_path / "r" / "r.jsonl").read_text().splitlines()]
     decisions = [r for r in records if str(r.get("message", "")).startswith("resume:")]
-    assert [r["message"] for r in decisions] == ["resume: continuing from a checkpoint",
+    assert [r["message"] for r in decisions] == ["resume: selected",
                                                  "resume: settings differ from the checkpoint's run"]
+    assert decisions[0]["event"] == "resume_selected" and decisions[0]["step"] == 10
     assert decisions[1]["changes"]["training.learning_rate"] == [0.002, 0.001]
 
 
