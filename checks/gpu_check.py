@@ -186,7 +186,8 @@ def onnx_runtime(run_dir: Path) -> dict:
     # opset 20, whose decomposed attention runs entirely on the GPU.
     ort_version = tuple(int(x) for x in ort.__version__.split(".")[:2])
     opset = 20 if providers[0] == "CUDAExecutionProvider" or ort_version < (1, 23) else ONNX_OPSET
-    export_onnx(model, path, export_metadata(model, tokenizer.state_dict(), "onnx"), opset=opset)
+    # the plain graph (input_ids -> logits); the default export is the KV-cached one (more inputs)
+    export_onnx(model, path, export_metadata(model, tokenizer.state_dict(), "onnx"), opset=opset, with_past=False)
     sess = ort.InferenceSession(str(path), providers=providers)
     ids = torch.randint(0, model.config["vocab_size"], (4, min(128, model.max_seq_len)))
     with torch.no_grad():
