@@ -78,7 +78,7 @@ def run_notebook_cells(path: Path, out_dir: Path, dry_run: bool) -> dict:
             try:
                 exec(compile(src, f"<{path.name} cell {i}>", "exec"), ns)
             except ModuleNotFoundError as e:
-                if e.name != "matplotlib":
+                if (e.name or "").split(".")[0] != "matplotlib":
                     raise
                 skipped.append(i)  # the device machine may lack matplotlib: the table still prints
                 continue
@@ -252,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: CUDA is not available on this machine; this check needs an NVIDIA GPU. Nothing was run.",
               file=sys.stderr)
         return 3
+    try:  # the package and its pure-Python dependencies (the device machine has no nbdev, so maybe no fastcore)
+        import tiny_transformer.amp  # noqa: F401
+    except ModuleNotFoundError as e:
+        print(f"gpu_check: Python module {e.name!r} is missing on this machine. Run `bash checks/gpu_check.sh --prepare` "
+              "where it is installed and bring .gpudata/ along (it is put on the path), or install it.", file=sys.stderr)
+        return 2
     skip = set(filter(None, args.skip.split(",")))
     results: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)",
                      "torch": torch.__version__}

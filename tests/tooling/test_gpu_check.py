@@ -71,3 +71,17 @@ def test_cpu_dry_run_exercises_every_cpu_section(tmp_path):
     assert results["nanogpt_char"]["steps"] == 20
     assert results["checkpoint_resume"]["resumed_to_step"] == 70
     assert results["onnx"]["max_abs_diff"] < 1e-4
+
+
+def test_a_missing_dependency_names_itself_and_the_fix(tmp_path):
+    "The device machine has torch but no nbdev (so maybe no fastcore): exit 2 with what to do, not a traceback."
+    python = tmp_path / "python-without-fastcore"
+    python.write_text("#!/bin/bash\nexec " + sys.executable + " -c \"import sys, runpy; sys.modules['fastcore'] = None; "
+                      "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')\" \"$@\"\n")
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    result = run(["bash", str(ROOT / "checks" / "gpu_check.sh"), "--cpu-dry-run", "--out", str(out)], timeout=120,
+                 env={"PYTHON": str(python)})
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "'fastcore" in result.stderr and "gpu_check.sh --prepare" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
