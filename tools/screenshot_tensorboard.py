@@ -1,6 +1,6 @@
 """Screenshot a run's TensorBoard scalars for readers who cannot run TensorBoard (docs site, GitHub).
 
-    python tools/screenshot_tensorboard.py                      # train the tiny preset 300 steps, then shoot
+    python tools/screenshot_tensorboard.py                      # train the tiny preset 200 steps, then shoot
     python tools/screenshot_tensorboard.py --run runs/tiny-...  # shoot an existing run folder
     python tools/screenshot_tensorboard.py --out /tmp/tb.png training.max_steps=100
 
@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import urllib.request
 import json
 import re
@@ -31,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "nbs" / "images" / "tensorboard_scalars.png"
 DEFAULT_TAGS = ("train/loss", "val/loss")
+FAILED_PAGE = ROOT / "test-artifacts" / "screenshots" / "tensorboard_timeout.png"  # ignored by git
 # What the default training run sets on top of the tiny preset (a few minutes on a laptop CPU at most).
-TRAIN_DEFAULTS = ["training.max_steps=300", "training.eval_every=25", "training.log_every=10",
+TRAIN_DEFAULTS = ["training.max_steps=200", "training.eval_every=20", "training.log_every=10",
                   "training.warmup_steps=20", "training.sample_tokens=0", "logging.console=false",
                   "tracking.backend=tensorboard"]
 CHROMIUM = Path(os.environ.get("TT_CHROMIUM", "/usr/bin/chromium"))
@@ -157,10 +157,10 @@ def shoot(base: str, out: Path, tags: tuple[str, ...], timeout: float = 60,
             # Whole curves (no outlier clipping), no step cursor or data table; TensorBoard's own smoothing stays
             # (the smoothed line dark, the raw values light).
             for label in ("Ignore outliers in chart scaling", "Enable step selection and data table"):
-                box_ = page.locator("mat-checkbox", has_text=label).locator("input[type=checkbox]").first
+                checkbox = page.locator("mat-checkbox", has_text=label).locator("input[type=checkbox]").first
                 with contextlib.suppress(Exception):
-                    if box_.is_checked(timeout=3000):
-                        box_.click(timeout=3000)
+                    if checkbox.is_checked(timeout=3000):
+                        checkbox.click(timeout=3000)
             close = page.locator("button[aria-label='Close side pane']")
             if close.count():
                 close.first.click()
@@ -170,9 +170,10 @@ def shoot(base: str, out: Path, tags: tuple[str, ...], timeout: float = 60,
                 if all(cards.get(t, {}).get("drawn") for t in tags):
                     break
                 if time.monotonic() > deadline:
-                    page.screenshot(path=str(out.with_suffix(".timeout.png")))
+                    FAILED_PAGE.parent.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(FAILED_PAGE))
                     raise ToolError(f"the charts {[t for t in tags if not cards.get(t, {}).get('drawn')]} did not "
-                                    f"render within {timeout:.0f}s (page saved to {out.with_suffix('.timeout.png')})")
+                                    f"render within {timeout:.0f}s (the page as it was: {FAILED_PAGE})")
                 page.wait_for_timeout(250)
             page.wait_for_timeout(1000)  # let the line animation settle
             cards = page.evaluate(CARDS_JS, list(tags))
@@ -196,8 +197,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="an existing run folder with TensorBoard events (default: train one)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"PNG to write (default {DEFAULT_OUT.relative_to(ROOT)})")
-    parser.add_argument("--tags", nargs="+", default=list(DEFAULT_TAGS), help="scalar tags to show (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"PNG to write (default {DEFAULT_OUT.relative_to(ROOT)})")
+    parser.add_argument("--tags", nargs="+", default=list(DEFAULT_TAGS),
+                        help="scalar tags to show (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=90, help="seconds to wait for TensorBoard and the charts")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides for the training run (tiny preset), e.g. training.max_steps=100")

@@ -10,17 +10,19 @@
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from browser import browser_context, ensure_chromium, screenshot_path, wait_until
 from helpers import ROOT, corpus_path
-from test_jupyterlab_widgets import (jupyterlab_server, open_notebook, plot_loaded, plot_src,
+from test_jupyterlab_widgets import (RUN_STATE_JS, jupyterlab_server, open_notebook, plot_loaded, plot_src,
                                      shutdown_kernels, start_run_all, wait_finished)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -42,8 +44,30 @@ def _remaining(deadline: float) -> float:
     return left
 
 
-def test_live_loss_plot_changes_while_training(tmp_path):
+def _no_cell_error(page) -> None:
+    "Fail at once, with the traceback, when a fixture cell raised (rather than waiting for a plot that never comes)."
+    error = page.evaluate(RUN_STATE_JS)["error"]
+    if error is not None:
+        error = re.sub(r"\x1b\[[0-9;]*m", "", error)  # no terminal colours
+        raise AssertionError(f"{FIXTURE} raised while running:\n{error[-3000:]}")
+
+
+def widget_labextensions_path(monkeypatch) -> None:
+    """Let the JupyterLab server find the ipywidgets frontend (@jupyter-widgets/jupyterlab-manager).
+
+    A venv made with --system-site-packages sees jupyterlab_widgets' Python package but not its labextension,
+    which lies in the base interpreter's share/jupyter: without it every widget renders as its text repr."""
+    here = Path(sys.prefix) / "share" / "jupyter"
+    base = Path(sys.base_prefix) / "share" / "jupyter"
+    manager = "labextensions/@jupyter-widgets/jupyterlab-manager"
+    if not (here / manager).exists() and (base / manager).exists():
+        extra = os.environ.get("JUPYTER_PATH")
+        monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(base), *([extra] if extra else [])]))
+
+
+def test_live_loss_plot_changes_while_training(tmp_path, monkeypatch):
     ensure_chromium()
+    widget_labextensions_path(monkeypatch)
     corpus_path()  # TT_DATA must point at the corpus: the notebook's kernel inherits it
     t0 = time.monotonic()
     deadline = t0 + BUDGET_S
@@ -57,8 +81,8 @@ def test_live_loss_plot_changes_while_training(tmp_path):
         timings["kernel connected"] = time.monotonic() - t0
         try:
             start_run_all(page)
-            wait_until(lambda: plot_loaded(page, WIDGET), timeout=_remaining(deadline), interval=0.2,
-                       what="the live loss plot to appear")
+            wait_until(lambda: _no_cell_error(page) or plot_loaded(page, WIDGET), timeout=_remaining(deadline),
+                       interval=0.2, what="the live loss plot to appear")
             first = plot_src(page, WIDGET)
             widget = page.locator(WIDGET).first
             widget.scroll_into_view_if_needed()
@@ -66,16 +90,22 @@ def test_live_loss_plot_changes_while_training(tmp_path):
             assert not page.evaluate(TRAINING_DONE_JS), "the plot appeared only after training had finished"
             timings["first frame"] = time.monotonic() - t0
 
-            def new_frame():
+            def status_step() -> int:
+                status = page.locator(f"{WIDGET} .tt-live-loss-status").first.inner_text()
+                return int(m.group(1)) if (m := re.match(r"step (\d+)", status)) else -1
+
+            def new_frame():  # a redraw about half-way through the run, so the screenshot shows curves
+                _no_cell_error(page)
                 src = plot_src(page, WIDGET)
-                return src if src not in ("", first) and plot_loaded(page, WIDGET) else None
+                return src not in ("", first) and plot_loaded(page, WIDGET) and status_step() >= 40
             wait_until(new_frame, timeout=_remaining(deadline), interval=0.2, what="the live plot to change")
             page.wait_for_timeout(150)  # let the new image paint
+            mid_step = status_step()
             mid_png = widget.screenshot(path=str(screenshot_path("live_plot_mid_run.png")))
             # Checked after the capture: both frames were taken while the training cell was still running.
             assert not page.evaluate(TRAINING_DONE_JS), "the plot changed only after training had finished"
             assert mid_png != first_png, "the live plot's image source changed but its pixels did not"
-            timings["second frame"] = time.monotonic() - t0
+            timings[f"frame at step {mid_step}"] = time.monotonic() - t0
 
             wait_finished(page, base, token, FIXTURE, timeout=_remaining(deadline))
             timings["run finished"] = time.monotonic() - t0
@@ -93,6 +123,9 @@ def test_live_loss_plot_changes_while_training(tmp_path):
             status = page.locator(f"{WIDGET} .tt-live-loss-status").first.inner_text()
             assert re.search(r"step 100\b.*train \d+\.\d+.*val \d+\.\d+", status), f"status line: {status!r}"
             page.screenshot(path=str(screenshot_path("live_plot_page.png")))
+        except BaseException:
+            page.screenshot(path=str(screenshot_path("live_plot_failure.png")))
+            raise
         finally:
             page.close()
             shutdown_kernels(base, token)
@@ -135,3 +168,19 @@ def test_screenshot_tensorboard_refuses_a_folder_without_events(tmp_path):
     assert res.returncode == 2, res.stderr
     assert str(tmp_path) in res.stderr and "tracking.backend=tensorboard" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_screenshot_tensorboard_names_missing_tags(tmp_path):
+    "A run TensorBoard reads but without val/loss: exit 2 naming the missing tag and the ones it has."
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(tmp_path / "run" / "tensorboard")) as writer:
+        for step in range(1, 4):
+            writer.add_scalar("train/loss", 4.0 / step, step)
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "screenshot_tensorboard.py"), "--run",
+                          str(tmp_path / "run"), "--out", str(tmp_path / "x.png"), "--timeout", "15"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "['val/loss']" in res.stderr and "train/loss" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "x.png").exists()
