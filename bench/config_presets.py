@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from tiny_transformer.config import get_preset, load_config, resolve_device
+from tiny_transformer.config import load_config, resolve_device
+from tiny_transformer.presets import get_preset
 from tiny_transformer.data import RandomWindowSampler, fixed_batches, prepare_corpus
 from tiny_transformer.model import TinyTransformerLM
 from tiny_transformer.training import train_simple

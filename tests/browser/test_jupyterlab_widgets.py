@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 WIDGET_CASES = [
     # (notebook, widget selector, control selector or None for a live widget)
-    ("nbs/03_logging.ipynb", ".tt-logcmp", ".tt-logcmp-smoothing"),  # the JSONL comparison widget
-    ("nbs/06_monitoring.ipynb", ".tt-live-loss", None),  # the live loss plot, redrawn while training runs
+    ("nbs/06a_widgets.ipynb", ".tt-logcmp", ".tt-logcmp-smoothing"),  # the JSONL comparison widget
+    ("nbs/06a_widgets.ipynb", ".tt-live-loss", None),  # the live loss plot, redrawn while training runs
     ("tests/fixtures/widget_slider.ipynb", ".widget-vbox", ".widget-slider"),  # the harness itself
 ]
 RUN_TIMEOUT_S = 240
@@ -67,6 +67,11 @@ def jupyterlab_server(root: Path):
     news = home / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True, exist_ok=True)
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    # Every cell stays rendered: with the default 'contentVisibility' windowing, a widget far above the last cell
+    # (06a_widgets holds two) is skipped by the browser and never counts as visible.
+    windowing = home / "lab-settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    windowing.parent.mkdir(parents=True, exist_ok=True)
+    windowing.write_text('{"windowingMode": "none"}')
     token, port = secrets.token_hex(16), free_port()
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
@@ -195,7 +200,7 @@ def plot_loaded(page, widget: str) -> bool:
                          " return !!i && i.complete && i.naturalWidth > 0; }", f"{widget} img")
 
 
-@pytest.mark.parametrize("notebook,widget,control", WIDGET_CASES, ids=[Path(c[0]).stem for c in WIDGET_CASES])
+@pytest.mark.parametrize("notebook,widget,control", WIDGET_CASES, ids=[Path(c[0]).stem + c[1] for c in WIDGET_CASES])
 def test_widget_renders_and_redraws(lab, notebook, widget, control):
     base, token, context = lab
     t0 = time.monotonic()

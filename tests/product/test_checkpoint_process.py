@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from helpers import ROOT, corpus_path
-from tiny_transformer.utils.checkpoint import (CheckpointManager, CheckpointSaveError, TMP_MARKER,
+from tiny_transformer.core import TMP_MARKER
+from tiny_transformer.utils.checkpoint import (CheckpointManager, CheckpointSaveError, NoUsableCheckpointError,
                                                UnsafeCheckpointError, load_checkpoint)
 
 # A tiny model on synthetic text: the failure tests need files, not learning.
@@ -86,6 +87,7 @@ def check_folder_is_sound(folder: Path) -> CheckpointManager:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         manager = CheckpointManager(folder, keep_best_n=2)
+        manager.remove_temp_files()  # what the next writer does first; the killed process's files go
     for entry in manager.manifest["checkpoints"]:
         assert manager._verify(entry) is None, entry
     assert not [p.name for p in folder.iterdir() if TMP_MARKER in p.name], "temporary files survived the restart"
@@ -150,6 +152,7 @@ def test_sigkill_during_save_keeps_earlier_checkpoints_and_resume_works(tmp_path
     assert [e["step"] for e in manager.manifest["checkpoints"]] == [2, 3]
     resumed = run_script("""
         manager = CheckpointManager(run_dir, keep_best_n=2)
+        manager.remove_temp_files()
         state = manager.resume_from("auto", model, optimizer, sampler=sampler)
         train_step()
         path = manager.save(model, optimizer, step=state["step"] + 1, val_loss=1.0, sampler=sampler)
@@ -240,11 +243,12 @@ with GracefulShutdown() as shutdown:
             print("EMERGENCY", path.name, shutdown.signal_name, flush=True)
             break
 print("DONE", flush=True)
+sys.exit(shutdown.exit_code)  # 130 after SIGINT, 143 after SIGTERM: a scheduler can tell it from a finished run
 """
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_first_signal_finishes_the_step_saves_and_exits_cleanly(tmp_path, sig):
+def test_first_signal_finishes_the_step_saves_and_exits_as_interrupted(tmp_path, sig):
     folder = tmp_path / "ckpt"
     proc = start(TRAIN_UNTIL_SIGNAL, folder)
     try:
@@ -253,7 +257,7 @@ def test_first_signal_finishes_the_step_saves_and_exits_cleanly(tmp_path, sig):
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == 128 + sig, (proc.returncode, err[-3000:])  # 130 SIGINT, 143 SIGTERM; 0 means "finished"
     lines = out.strip().splitlines()
     assert lines[-1] == "DONE"
     emergency = [line for line in lines if line.startswith("EMERGENCY")]
@@ -366,3 +370,153 @@ def test_hostile_pickles_are_refused_and_never_run(tmp_path):
         manager = CheckpointManager(folder)
     assert manager.manifest["checkpoints"] == []
     assert not marker.exists()
+
+
+# --- a reader opening a folder while a trainer writes into it ---------------------------------------------
+
+WRITE_SLOWLY = """
+manager = CheckpointManager(run_dir, keep_best_n=2)
+manager.save(model, optimizer, step=1, val_loss=3.0, sampler=sampler)
+go = os.path.join(run_dir, "GO")
+real_save = torch.save
+def slow_save(obj, f, *args, **kwargs):  # half the bytes, then wait until the test says go
+    import io
+    buf = io.BytesIO()
+    real_save(obj, buf, *args, **kwargs)
+    half = len(buf.getvalue()) // 2
+    f.write(buf.getvalue()[:half])
+    f.flush()
+    print("IN_SAVE", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.05)
+    f.write(buf.getvalue()[half:])
+torch.save = slow_save
+train_step()
+path = manager.save(model, optimizer, step=2, val_loss=2.0, sampler=sampler)
+print("SAVED", path.name, flush=True)
+"""
+
+OPEN_AS_READER = """
+import sys, warnings
+from tiny_transformer.utils.checkpoint import CheckpointManager
+warnings.simplefilter("error")  # a reader must not even warn about tidying up
+manager = CheckpointManager(sys.argv[1])
+print(manager.latest_checkpoint_path().name, manager.remove_temp_files())
+"""
+
+
+def test_a_reader_opening_the_folder_never_deletes_a_save_in_progress(tmp_path):
+    "tt-evaluate --checkpoint RUN_DIR opens a manager while the trainer writes: the half-written file survives."
+    folder = tmp_path / "ckpt"
+    proc = start(WRITE_SLOWLY, folder)
+    try:
+        wait_for_line(proc, "IN_SAVE")
+        temp = [p for p in folder.iterdir() if TMP_MARKER in p.name]
+        assert len(temp) == 1, list(folder.iterdir())
+        CheckpointManager(folder)  # a reader in this process
+        other = subprocess.run([sys.executable, "-c", OPEN_AS_READER, str(folder)], capture_output=True, text=True,
+                               env=child_env(), cwd=ROOT, timeout=120)  # and in another one, cleanup included
+        assert other.returncode == 0, other.stderr[-3000:]
+        assert other.stdout.split() == ["checkpoint_00000001.pt", "[]"], other.stdout
+        assert temp[0].exists(), "a reader deleted the file a running trainer is writing"
+        (folder / "GO").write_text("go")
+        lines = wait_for_line(proc, "SAVED")
+        proc.wait(60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and lines[-1] == "SAVED checkpoint_00000002.pt", (proc.returncode, lines)
+    assert [e["step"] for e in check_folder_is_sound(folder).manifest["checkpoints"]] == [1, 2]
+
+
+RESUME_ALL_DAMAGED = """
+manager = CheckpointManager(run_dir)
+try:
+    manager.resume_from("auto", model, optimizer, sampler=sampler)
+except Exception as e:
+    print(json.dumps({"error": type(e).__name__, "message": str(e), "events": manager.last_resume.events}))
+else:
+    print(json.dumps({"error": None}))
+"""
+
+
+def test_resume_auto_with_only_damaged_checkpoints_stops_and_says_why(tmp_path):
+    "It used to start again from step 0 without a word; now it names each file and what is wrong with it."
+    folder = tmp_path / "ckpt"
+    first = run_script("""
+        manager = CheckpointManager(run_dir)
+        for step in (1, 2):
+            train_step()
+            manager.save(model, optimizer, step=step, val_loss=3.0 - step, sampler=sampler)
+    """, folder)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (folder / "checkpoint_00000002.pt").write_bytes(b"\x80\x02" + os.urandom(4000))  # overwritten with junk
+    one = folder / "checkpoint_00000001.pt"
+    one.write_bytes(one.read_bytes()[:2000])  # truncated
+    result = run_script(RESUME_ALL_DAMAGED, folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["error"] == NoUsableCheckpointError.__name__, report
+    assert "checkpoint_00000002.pt: its size is" in report["message"] or "SHA-256" in report["message"], report
+    assert "checkpoint_00000001.pt" in report["message"]
+    assert [e["event"] for e in report["events"]] == ["resume_skipped", "resume_skipped"]
+
+
+# --- hostile checkpoint files: errors that blame the right thing --------------------------------------------
+
+MAKE_FILES = """
+good = save_checkpoint(os.path.join(run_dir, "good.pt"), model, tokenizer=corpus.tokenizer)
+state = torch.load(good, weights_only=True)
+state["model_config"]["d_model"] = 64          # the config says 64, the weights are 32
+torch.save(state, os.path.join(run_dir, "config_weights_mismatch.pt"))
+state = torch.load(good, weights_only=True)
+state["model_config"]["d_modell"] = 32         # a key the model does not take
+torch.save(state, os.path.join(run_dir, "config_unknown_key.pt"))
+with open(os.path.join(run_dir, "random_bytes.pt"), "wb") as f:
+    f.write(bytes([0x80, 0x02]) + os.urandom(5000))  # starts like a pickle, is not one
+print("MADE")
+"""
+
+HOSTILE_CHECKPOINTS = [  # (file, extra arguments, what the message must say)
+    ("config_weights_mismatch.pt", [], "does not match its stored weights"),
+    ("config_unknown_key.pt", [], "cannot build a model"),
+    ("random_bytes.pt", [], "not a checkpoint (damaged or not a torch file)"),
+    ("good.pt", ["--device", "cuda:7"], "is not a device this machine has"),
+]
+
+
+@pytest.mark.parametrize("name,extra,expected", HOSTILE_CHECKPOINTS, ids=[h[0] + " ".join(h[1]) for h in HOSTILE_CHECKPOINTS])
+def test_tt_evaluate_names_what_is_wrong_with_a_checkpoint(tmp_path, name, extra, expected):
+    "Exit 2 and one line that names the real problem; never a traceback, never 'unsafe pickle' for junk."
+    if extra and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    made = run_script("from tiny_transformer.utils.checkpoint import save_checkpoint\n" + MAKE_FILES, tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    result = subprocess.run([str(Path(sys.executable).parent / "tt-evaluate"), "--checkpoint", str(tmp_path / name),
+                             "--data", str(corpus_path()), *extra], capture_output=True, text=True, env=child_env(),
+                            cwd=ROOT, timeout=300)
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "unsafe" not in result.stderr.lower() and "pickled Python objects" not in result.stderr
+
+
+# --- emergency checkpoints do not pile up -------------------------------------------------------------------
+
+def test_emergency_checkpoints_are_pruned_once_superseded_across_restarts(tmp_path):
+    "Each 'night' a preempted process writes an emergency save, the next one resumes and saves on: one stays."
+    folder = tmp_path / "ckpt"
+    for night in range(3):
+        result = run_script("""
+            manager = CheckpointManager(run_dir, keep_best_n=1)
+            manager.remove_temp_files()
+            state = manager.resume_from("auto", model, optimizer, sampler=sampler)
+            step = state["step"] if state else 0
+            train_step()
+            manager.save(model, optimizer, step=step + 10, val_loss=3.0 - step / 100, sampler=sampler)
+            train_step()
+            manager.save(model, optimizer, step=step + 15, kind="emergency", sampler=sampler)
+        """, folder)
+        assert result.returncode == 0, result.stderr[-3000:]
+    files = sorted(p.name for p in folder.glob("*.pt"))
+    assert [f for f in files if f.startswith("emergency_")] == ["emergency_00000045.pt"], files
+    manager = check_folder_is_sound(folder)
+    assert manager.latest_checkpoint_path().name == "emergency_00000045.pt"

@@ -136,7 +136,7 @@ BAD = {
     "override of a bare field name": ("n_layers", [], ["n_layers=4"], ["model.n_layers"]),
     "override with a bad value": ("training.max_steps", [], ["training.max_steps=lots"], ["'lots'", "an integer"]),
     "override without '='": ("training.max_steps", [], ["training.max_steps"], ["section.key=value"]),
-    "override with broken yaml": ("tracking.tags", [], ["tracking.tags=[a, b"], ["cannot parse"]),
+    "override with broken yaml": ("tracking.tags", [], ["tracking.tags=[a, b"], ["invalid YAML"]),
     "run name with a slash": ("name", [], ["name=a/b"], ["valid run name"]),
 }
 
@@ -171,3 +171,157 @@ def test_all_problems_are_reported_together(tmp_path):
         load_config([a], ["data.tokenzer=bpe"])
     assert info.value.keys == ["model.d_modl", "training.optimizer", "data.tokenzer"]
     assert str(a) in str(info.value) and "command line" in str(info.value)
+
+
+# Hostile values (issue 17): every numeric field must be finite and within what the machine holds.
+# (key the message must name, override, fragment the message must contain)
+HOSTILE_VALUES = [
+    ("training.learning_rate", "training.learning_rate=.inf", "finite"),
+    ("training.learning_rate", "training.learning_rate=.nan", "finite"),
+    ("training.learning_rate", "training.learning_rate=1e400", "finite"),
+    ("training.learning_rate", "training.learning_rate=100", "learning_rate <= 10"),
+    ("training.learning_rate", "training.learning_rate=1e-400", "0 < learning_rate"),  # underflows to 0.0
+    ("training.weight_decay", "training.weight_decay=1000", "learning_rate * weight_decay < 1"),
+    ("training.weight_decay", "training.weight_decay=.inf", "finite"),
+    ("training.grad_clip", "training.grad_clip=.inf", "finite"),
+    ("training.min_lr_ratio", "training.min_lr_ratio=.nan", "finite"),
+    ("training.beta2", "training.beta2=-.inf", "finite"),
+    ("training.rollback_lr_factor", "training.rollback_lr_factor=1e39", "float32"),
+    ("model.dropout", "model.dropout=.nan", "finite"),
+    ("data.val_fraction", "data.val_fraction=.inf", "finite"),
+    ("training.max_steps", "training.max_steps=1e20", "too large"),
+    ("training.max_steps", "training.max_steps=.inf", "finite integer"),
+    ("training.max_steps", "training.max_steps=100000000000000000000000000", "too large"),
+    ("training.batch_size", "training.batch_size=99999999999999", "too large"),
+    ("training.eval_batches", "training.eval_batches=999999999", "too large"),
+    ("training.grad_accum_steps", "training.grad_accum_steps=10000000", "too large"),
+    ("training.sample_tokens", "training.sample_tokens=-1", "too small"),
+    ("training.sample_tokens", "training.sample_tokens=10000000000", "too large"),
+    ("model.d_model", "model.d_model=1e30", "too large"),
+    ("model.d_model", "model.d_model=4096000000", "too large"),
+    ("model.vocab_size", "model.vocab_size=100000000000", "too large"),
+    ("model.max_seq_len", "model.max_seq_len=9999999999", "too large"),
+    ("model.n_layers", "model.n_layers=100000", "too large"),
+    ("model.d_ff", "model.d_ff=-5", "too small"),
+    ("threads", "threads=100000000000", "too large"),
+    ("threads", "threads=0", "too small"),
+    ("seed", "seed=99999999999999999999999", "too large"),
+    ("seed", "seed=-5", "too small"),
+    ("checkpoint.keep_best_n", "checkpoint.keep_best_n=-1", "too small"),
+    ("checkpoint.save_every", "checkpoint.save_every=1e300", "too large"),
+    ("checkpoint.keep_every_n_steps", "checkpoint.keep_every_n_steps=0", "too small"),
+    ("name", "name=" + "a" * 300, "at most 128"),
+    ("training.sample_prompt", "training.sample_prompt=", "is empty"),  # generation needs a first token
+    ("data.tokenizer", "data.tokenizer=bpee", "did you mean 'bpe'"),
+]
+
+
+@pytest.mark.parametrize("key, override, fragment", HOSTILE_VALUES, ids=[o[:40] for _, o, _ in HOSTILE_VALUES])
+def test_hostile_value_is_refused_naming_the_key(key, override, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config([], [override])
+    assert key in info.value.keys and fragment in str(info.value), str(info.value)
+
+
+def test_model_too_big_for_any_machine_is_refused():
+    "Each size within its bound, the total is not: 16 bytes of training state per parameter."
+    with pytest.raises(ConfigError, match=r"model\.d_model: the model would have .* parameters"):
+        load_config([], ["model.d_model=65536", "model.d_ff=262144"])
+
+
+@pytest.mark.parametrize("text, key, fragment", [
+    ("training:\n  learning_rate: .nan\n", "training.learning_rate", "finite"),
+    ("training:\n  learning_rate: .inf\n", "training.learning_rate", "finite"),
+    ("training:\n  learning_rate: 1e400\n", "training.learning_rate", "finite"),  # a YAML 1.1 string, 'inf' as a float
+    ("training:\n  max_steps: 1.0e+30\n", "training.max_steps", "too large"),
+    ("output_dir: \"runs\\0x\"\n", "output_dir", "NUL"),
+    ("data:\n  path: \"a\\0b\"\n", "data.path", "NUL"),
+])
+def test_hostile_value_in_a_file_names_the_key_and_the_file(tmp_path, text, key, fragment):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config([path])
+    assert key in info.value.keys and fragment in str(info.value) and str(path) in str(info.value)
+
+
+def _write(path, data):
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    elif data == "<dir>":
+        path.mkdir()
+    elif data is not None:
+        path.write_text(data)
+    return path
+
+
+HOSTILE_FILES = {
+    "non-UTF-8 (Latin-1)": (b"name: caf\xe9\n", "not UTF-8"),
+    "binary": (bytes(range(256)) * 4, "binary file"),
+    "a directory": ("<dir>", "folder"),
+    "missing": (None, "not found"),
+    "a list, not a mapping": ("- a\n- b\n", "must be a mapping"),
+    "a scalar, not a mapping": ("just text\n", "must be a mapping"),
+    "duplicate key": ("model:\n  d_model: 64\n  d_model: 128\n", "duplicate key 'd_model'"),
+    "duplicate section": ("model: {}\ntraining: {}\nmodel: {}\n", "duplicate key 'model'"),
+    "unhashable key": ("? [a, b]\n: 1\n", "invalid YAML"),
+    "deeply nested": ("a: " + "[" * 5000 + "]" * 5000 + "\n", "config"),
+    "too large": ("# " + "x" * (1 << 20) + "\n", "too large"),
+    "a python object tag": ("name: !!python/object/apply:os.system [echo hi]\n", "invalid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_FILES))
+def test_hostile_file_is_a_clean_config_error(tmp_path, case):
+    data, fragment = HOSTILE_FILES[case]
+    path = _write(tmp_path / "c.yaml", data)
+    with pytest.raises(ConfigError) as info:
+        load_config([path])
+    assert fragment in str(info.value) and str(path) in str(info.value), str(info.value)[:300]
+
+
+def test_loading_never_mutates_its_inputs(tmp_path):
+    base = get_small_config()
+    before = base.to_dict()
+    data = {"model": {"d_model": 64}, "tags": ["x"]}
+    cfg = load_config([], ["model.d_model=96", "tags=[y]"], base=base)
+    ExperimentConfig.from_dict(data).tags.append("z")
+    assert base.to_dict() == before and data == {"model": {"d_model": 64}, "tags": ["x"]}
+    assert cfg.model.d_model == 96 and base.model.d_model == 192
+
+
+def test_tokenizer_choices_are_read_from_the_data_registry():
+    from tiny_transformer import data
+    with pytest.raises(ConfigError, match="did you mean 'char'"):
+        load_config([], ["data.tokenizer=chr"])
+    data.TOKENIZERS["extra"] = data.CharTokenizer
+    try:
+        assert load_config([], ["data.tokenizer=extra"]).data.tokenizer == "extra"
+    finally:
+        del data.TOKENIZERS["extra"]
+
+
+def test_presets_are_a_registry_with_did_you_mean():
+    from tiny_transformer.presets import get_preset
+    with pytest.raises(ConfigError, match="did you mean 'small'"):
+        get_preset("smal")
+
+
+def test_chapter_names_import_from_config_lazily():
+    import subprocess, sys
+    code = ("import sys, tiny_transformer.config as c\n"
+            "assert 'tiny_transformer.presets' not in sys.modules\n"
+            "from tiny_transformer.config import get_tiny_config, get_small_config, get_medium_config\n"
+            "import tiny_transformer.presets as p\n"
+            "assert get_tiny_config is p.get_tiny_config\n"
+            "try:\n    c.no_such_name\nexcept AttributeError as e:\n    print('ok', e)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_flatten_handles_dataclasses_and_mappings():
+    from tiny_transformer.config import flatten_config
+    flat = flatten_config(get_tiny_config())
+    assert flat["model.d_model"] == 128 and flat["tags"] == ["tiny"] and "model" not in flat
+    assert flatten_config({"a": {"b": {"c": 1}}, "d": [1]}) == {"a.b.c": 1, "d": [1]}
+    assert flatten_config(get_tiny_config()) == flatten_config(get_tiny_config().to_dict())

@@ -9,7 +9,7 @@ from helpers import ROOT, run
 from tiny_transformer.config import ExperimentConfig, get_small_config, get_tiny_config
 
 CONFIGS = ROOT / "configs"
-MAIN = "import sys; from tiny_transformer.config import config_main; sys.exit(config_main(sys.argv[1:]))"
+MAIN = "import sys; from tiny_transformer.presets import config_main; sys.exit(config_main(sys.argv[1:]))"
 
 
 def config_cli(*args, cwd):
@@ -82,3 +82,60 @@ def test_tt_config_console_script(tmp_path):
     result = run(["tt-config", "--preset", "tiny", "sed=7"], timeout=120, cwd=tmp_path)
     assert result.returncode == 2 and "did you mean seed" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# Hostile input, in real processes (issue 17): exit 2, the key or file named, no traceback, nothing written.
+HOSTILE = {
+    "learning rate .inf in a file": (["--config", "{inf}"], "training.learning_rate"),
+    "learning rate .nan in a file": (["--config", "{nan}"], "training.learning_rate"),
+    "learning rate .inf override": (["training.learning_rate=.inf"], "training.learning_rate"),
+    "max_steps 1e20": (["training.max_steps=1e20"], "training.max_steps"),
+    "huge d_model": (["model.d_model=4096000000"], "model.d_model"),
+    "non-UTF-8 file": (["--config", "{latin1}"], "not UTF-8"),
+    "binary file": (["--config", "{binary}"], "binary file"),
+    "directory": (["--config", "{folder}"], "folder"),
+    "missing file": (["--config", "{missing}"], "not found"),
+    "list, not a mapping": (["--config", "{listing}"], "must be a mapping"),
+    "duplicate key": (["--config", "{dup}"], "duplicate key"),
+    "non-UTF-8 --diff file": (["--diff", "{latin1}"], "not UTF-8"),
+    "unknown preset": (["--preset", "tny"], "invalid choice"),
+}
+
+
+def _hostile_files(folder):
+    files = {"inf": "training:\n  learning_rate: .inf\n", "nan": "training:\n  learning_rate: .nan\n",
+             "latin1": b"name: caf\xe9\n", "binary": bytes(range(256)), "listing": "- a\n- b\n",
+             "dup": "model:\n  d_model: 64\n  d_model: 128\n"}
+    paths = {"folder": folder / "folder", "missing": folder / "missing.yaml"}
+    paths["folder"].mkdir()
+    for name, data in files.items():
+        paths[name] = folder / f"{name}.yaml"
+        paths[name].write_bytes(data if isinstance(data, bytes) else data.encode())
+    return paths
+
+
+def test_tt_config_hostile_inputs_exit_2_without_traceback(tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    paths = _hostile_files(inputs)
+    work = tmp_path / "work"
+    work.mkdir()
+    failures = []
+    for case, (args, fragment) in HOSTILE.items():
+        argv = [a.format(**paths) for a in args]
+        result = run(["tt-config", *argv, "--print-config"], timeout=120, cwd=work)
+        if result.returncode != 2 or fragment not in result.stderr or "Traceback" in result.stderr or result.stdout:
+            failures.append(f"{case}: exit {result.returncode}: {result.stderr[-300:]}")
+    assert not failures, "\n".join(failures)
+    assert list(work.iterdir()) == []
+
+
+def test_tt_train_print_config_refuses_hostile_config_with_exit_2(tmp_path):
+    "tt-train reads its config through config_or_exit: the same refusals, before anything is written."
+    paths = _hostile_files(tmp_path)
+    for args, fragment in [(["--config", str(paths["latin1"])], "not UTF-8"),
+                           (["--config", str(paths["inf"])], "training.learning_rate"),
+                           (["training.max_steps=1e20"], "training.max_steps")]:
+        result = run(["tt-train", *args, f"output_dir={tmp_path / 'runs'}", "--print-config"], timeout=180, cwd=tmp_path)
+        assert result.returncode == 2 and fragment in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -8,10 +8,11 @@ __all__ = []
 # %% ../../nbs/05a_utils.ipynb #383e2a11
 from .checkpoint import (CheckpointManager, GracefulShutdown, load_checkpoint,
                                                save_checkpoint)
-from .experiment import ExperimentTracker
-from .logging import (JSONFormatter, TrainingLogger, compare_experiments, get_git_commit,
-                                            get_git_state, parse_json_logs)
+from .experiment import ExperimentTracker, TrackerError
+from .log_analysis import (compare_experiments, load_metrics, parse_json_logs,
+                                                 summarize_experiments)
+from .logging import JSONFormatter, TrainingLogger, get_git_commit, get_git_state
 
-__all__ = ["TrainingLogger", "JSONFormatter", "parse_json_logs", "compare_experiments", "get_git_commit",
-           "get_git_state", "ExperimentTracker", "CheckpointManager", "save_checkpoint", "load_checkpoint",
-           "GracefulShutdown"]
+__all__ = ["TrainingLogger", "JSONFormatter", "parse_json_logs", "compare_experiments", "load_metrics",
+           "summarize_experiments", "get_git_commit", "get_git_state", "ExperimentTracker", "TrackerError",
+           "CheckpointManager", "save_checkpoint", "load_checkpoint", "GracefulShutdown"]

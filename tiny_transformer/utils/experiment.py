@@ -18,61 +18,54 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from fastcore.basics import patch
 
-from .logging import _as_number, flatten_dict, format_metric, get_git_state, to_jsonable
+from ..config import flatten_config
+from .logging import as_python_value, format_metric, get_git_state, to_jsonable
 
 # %% auto #0
-__all__ = ['WANDB_DIR_VARS', 'BACKEND_NAMES', 'TrackerBackend', 'ConsoleBackend', 'TensorBoardBackend', 'WandbBackend',
-           'read_wandb_run', 'parse_backends', 'ExperimentTracker', 'read_tensorboard', 'read_tensorboard_scalars']
+__all__ = ['WANDB_DIR_VARS', 'TRACKER_BACKENDS', 'TrackerError', 'TrackerBackend', 'ConsoleBackend', 'TensorBoardBackend',
+           'WandbBackend', 'wandb_records', 'parse_backends', 'ExperimentTracker']
 
 # %% ../../nbs/04_tracking.ipynb #37ce8b5b
+class TrackerError(RuntimeError):
+    "A tracking backend asked for by name could not start; the message names it, the cause and what to do."
+
 class TrackerBackend:
     "The no-op backend and the interface every backend implements; each method does nothing here."
 
     name = "none"
+    in_auto = False  # started by backend="auto"
+    remedy = "Choose another backend, or tracking.backend=auto to start what works."
 
-    def log_config(self, config: dict, git: dict) -> None:
-        "Record the run's config and git state (called once, at the start)."
+    @classmethod
+    def from_tracker(cls, tracker: "ExperimentTracker") -> "TrackerBackend":
+        "Start this backend for `tracker` (its `run_dir`, `project`, `experiment_name`, `config`, ...)."
+        return cls()
 
-    def log_metrics(self, metrics: dict, step: int) -> None:
-        "Record scalar metrics at `step`."
-
-    def log_text(self, key: str, text: str, step: int) -> None:
-        "Record a text (e.g. a generated sample) at `step`."
-
-    def log_hparams(self, hparams: dict, final_metrics: dict, step: int) -> None:
-        "Record hyperparameters with the run's final metrics, for side-by-side comparison of runs."
-
-    def log_histograms(self, model: torch.nn.Module, step: int) -> None:
-        "Record histograms of parameters and gradients."
-
-    def log_model(self, model: torch.nn.Module, summary: dict) -> None:
-        "Record the model's architecture (`summary`: class, parameter counts, config)."
-
-    def watch_model(self, model: torch.nn.Module, log_freq: int) -> None:
-        "Follow gradients during training (wandb only)."
-
-    def save_artifact(self, path: Path, name: str, type: str) -> bool:
-        "Store a file or folder; return True if this backend stored it."
-        return False
-
-    def flush(self) -> None:
-        "Write buffered data out."
-
-    def finish(self, status: str) -> None:
-        "Close the run; `status` is 'completed', 'failed' or 'interrupted'."
+    # The interface: each method does nothing here; a backend overrides what it supports.
+    def log_config(self, config: dict, git: dict) -> None: "Record the run's config and git state (once, at the start)."
+    def log_metrics(self, metrics: dict, step: int) -> None: "Record scalar metrics at `step`."
+    def log_text(self, key: str, text: str, step: int) -> None: "Record a text (e.g. a generated sample) at `step`."
+    def log_hparams(self, hparams: dict, final_metrics: dict, step: int) -> None: "Hyperparameters with the final metrics."
+    def log_histograms(self, model: torch.nn.Module, step: int) -> None: "Histograms of parameters and gradients."
+    def log_model(self, model: torch.nn.Module, summary: dict) -> None: "The architecture (class, sizes, config)."
+    def watch_model(self, model: torch.nn.Module, log_freq: int) -> None: "Follow gradients during training (wandb)."
+    def save_artifact(self, path: Path, name: str, type: str) -> bool: return False  # True: this backend stored it
+    def flush(self) -> None: "Write buffered data out."
+    def finish(self, status: str) -> None: "Close the run; `status` is 'completed', 'failed' or 'interrupted'."
 
 # %% ../../nbs/04_tracking.ipynb #fb195f98
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     "The numeric entries of `metrics` as floats (bools count as 0/1; strings and None are dropped)."
     out = {}
     for key, value in metrics.items():
-        value = _as_number(value)
+        value = as_python_value(value)
         if isinstance(value, (bool, int, float)):
             out[key] = float(value)
     return out
 
-
+# %% ../../nbs/04_tracking.ipynb #fb195fs1
 class ConsoleBackend(TrackerBackend):
     "Print metrics, texts and the config to stdout."
 
@@ -102,17 +95,18 @@ def _markdown_pre(text: str) -> str:
     "Indent every line by 4 spaces: TensorBoard renders text as Markdown, and this keeps it verbatim."
     return "\n".join("    " + line for line in str(text).splitlines()) or "    "
 
-
 def _hparam_value(value: Any) -> bool | int | float | str:
     if isinstance(value, (bool, int, float, str)):
         return value
     return json.dumps(to_jsonable(value))
 
-
+# %% ../../nbs/04_tracking.ipynb #c33aebd5
 class TensorBoardBackend(TrackerBackend):
     "Write scalars, texts, hparams and histograms to `<run_dir>/tensorboard`."
 
     name = "tensorboard"
+    in_auto = True
+    remedy = 'Install it with: pip install "tiny_transformer[tracking]", or use tracking.backend=auto.'
 
     def __init__(self, run_dir: str | os.PathLike, flush_secs: int = 30):
         try:
@@ -121,6 +115,10 @@ class TensorBoardBackend(TrackerBackend):
             raise ImportError('TensorBoard is not installed: pip install "tiny_transformer[tracking]"') from e
         self.log_dir = Path(run_dir) / "tensorboard"
         self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
+
+    @classmethod
+    def from_tracker(cls, tracker):
+        return cls(tracker.run_dir)
 
     def log_config(self, config, git):
         self.writer.add_text("config", _markdown_pre(json.dumps(config, indent=2, sort_keys=True)), 0)
@@ -133,43 +131,52 @@ class TensorBoardBackend(TrackerBackend):
     def log_text(self, key, text, step):
         self.writer.add_text(key, _markdown_pre(text), step)
 
-    def log_hparams(self, hparams, final_metrics, step):
-        from torch.utils.tensorboard.summary import hparams as hparams_summary
-        flat = {k: _hparam_value(v) for k, v in flatten_dict(hparams).items()}
-        finals = _scalars(final_metrics)
-        for summary in hparams_summary(flat, finals):  # experiment, session start, session end
-            self.writer.file_writer.add_summary(summary, step)
-        for key, value in finals.items():
-            self.writer.add_scalar(key, value, step)
+# %% ../../nbs/04_tracking.ipynb #c33aebd7
+@patch
+def log_hparams(self: TensorBoardBackend, hparams, final_metrics, step):
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+    flat = {k: _hparam_value(v) for k, v in flatten_config(hparams).items()}
+    finals = _scalars(final_metrics)
+    for summary in hparams_summary(flat, finals):  # experiment, session start, session end
+        self.writer.file_writer.add_summary(summary, step)
+    for key, value in finals.items():
+        self.writer.add_scalar(key, value, step)
 
-    def log_histograms(self, model, step):
-        for name, param in model.named_parameters():
-            self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(), step)
-            if param.grad is not None:
-                self.writer.add_histogram(f"grads/{name}", param.grad.detach().float().cpu(), step)
+@patch
+def log_histograms(self: TensorBoardBackend, model, step):
+    for name, param in model.named_parameters():
+        self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(), step)
+        if param.grad is not None:
+            self.writer.add_histogram(f"grads/{name}", param.grad.detach().float().cpu(), step)
 
-    def log_model(self, model, summary):
-        self.writer.add_text("model", _markdown_pre(json.dumps(summary, indent=2) + "\n\n" + repr(model)), 0)
+# %% ../../nbs/04_tracking.ipynb #c33aebd8
+@patch
+def log_model(self: TensorBoardBackend, model, summary):
+    self.writer.add_text("model", _markdown_pre(json.dumps(summary, indent=2) + "\n\n" + repr(model)), 0)
 
-    def flush(self):
-        self.writer.flush()
+@patch
+def flush(self: TensorBoardBackend):
+    self.writer.flush()
 
-    def finish(self, status):
-        self.writer.add_text("status", status, 0)
-        self.writer.close()
+@patch
+def finish(self: TensorBoardBackend, status):
+    self.writer.add_text("status", status, 0)
+    self.writer.close()
 
 # %% ../../nbs/04_tracking.ipynb #96e8d099
 WANDB_DIR_VARS = {"WANDB_DIR": "", "WANDB_DATA_DIR": "data", "WANDB_CACHE_DIR": "cache", "WANDB_CONFIG_DIR": "config"}
-
 
 class WandbBackend(TrackerBackend):
     "A wandb run, offline by default, with every wandb file inside `<run_dir>/wandb`."
 
     name = "wandb"
+    in_auto = True  # offline needs no account; online needs one, and falls back when it cannot start
+    remedy = ("Check the network and `wandb login`, or use tracking.wandb_mode=offline (upload later with "
+              "`wandb sync`), or tracking.backend=auto to go on with TensorBoard.")
 
     def __init__(self, project: str, experiment_name: str, run_dir: str | os.PathLike, config: dict | None = None,
                  tags: Sequence[str] | None = None, notes: str | None = None, mode: str | None = None,
-                 init_timeout: float = 60.0):
+                 init_timeout: float = 10.0):
         import wandb  # ImportError propagates: the tracker decides whether to fall back
 
         self._wandb = wandb
@@ -188,49 +195,70 @@ class WandbBackend(TrackerBackend):
             self._restore_env()
             raise
 
-    def _restore_env(self) -> None:
-        for var, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
+# %% ../../nbs/04_tracking.ipynb #96e8d09b
+@patch(cls_method=True)
+def from_tracker(cls: WandbBackend, tracker):
+    started = time.monotonic()
+    import wandb  # noqa: F401  (counted in the start-up budget)
+    budget = max(1.0, tracker.start_timeout_s - (time.monotonic() - started) - 1.5)  # wandb gives up ~1 s late
+    return cls(tracker.project, tracker.experiment_name, tracker.run_dir, tracker.config, tracker.tags,
+               tracker.notes, mode=tracker.wandb_mode, init_timeout=budget)
 
-    def log_config(self, config, git):
-        self.run.config.update({"_git": git}, allow_val_change=True)
+@patch
+def _restore_env(self: WandbBackend) -> None:
+    for var, value in self._saved_env.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
 
-    def log_metrics(self, metrics, step):
-        self.run.log(_scalars(metrics), step=step)
+# %% ../../nbs/04_tracking.ipynb #96e8d09c
+@patch
+def log_config(self: WandbBackend, config, git):
+    self.run.config.update({"_git": git}, allow_val_change=True)
 
-    def log_text(self, key, text, step):
-        self.run.log({key: self._wandb.Html(f"<pre>{html.escape(str(text))}</pre>")}, step=step)
+@patch
+def log_metrics(self: WandbBackend, metrics, step):
+    self.run.log(_scalars(metrics), step=step)
 
-    def log_hparams(self, hparams, final_metrics, step):
-        self.run.config.update(to_jsonable(hparams), allow_val_change=True)
-        self.run.summary.update(_scalars(final_metrics))
+@patch
+def log_text(self: WandbBackend, key, text, step):
+    self.run.log({key: self._wandb.Html(f"<pre>{html.escape(str(text))}</pre>")}, step=step)
 
-    def log_model(self, model, summary):
-        self.run.config.update({"_model": summary}, allow_val_change=True)
+@patch
+def log_hparams(self: WandbBackend, hparams, final_metrics, step):
+    self.run.config.update(to_jsonable(hparams), allow_val_change=True)
+    self.run.summary.update(_scalars(final_metrics))
 
-    def watch_model(self, model, log_freq):
-        self.run.watch(model, log="gradients", log_freq=log_freq)
+# %% ../../nbs/04_tracking.ipynb #96e8d09d
+@patch
+def log_model(self: WandbBackend, model, summary):
+    self.run.config.update({"_model": summary}, allow_val_change=True)
 
-    def save_artifact(self, path, name, type):
-        artifact = self._wandb.Artifact(name, type=type)
-        artifact.add_dir(str(path)) if path.is_dir() else artifact.add_file(str(path))
-        self.run.log_artifact(artifact)
-        return True
+@patch
+def watch_model(self: WandbBackend, model, log_freq):
+    self.run.watch(model, log="gradients", log_freq=log_freq)
 
-    def finish(self, status):
-        run_file = None if self.mode == "disabled" else Path(self.run.dir).parent / f"run-{self.run.id}.wandb"
-        try:
-            self.run.finish(exit_code=0 if status == "completed" else 1)
-            if run_file is not None:
-                _wait_for_exit_record(run_file)
-        finally:
-            self._restore_env()
+@patch
+def save_artifact(self: WandbBackend, path, name, type):
+    artifact = self._wandb.Artifact(name, type=type)
+    artifact.add_dir(str(path)) if path.is_dir() else artifact.add_file(str(path))
+    self.run.log_artifact(artifact)
+    return True
+
+# %% ../../nbs/04_tracking.ipynb #96e8d09f
+@patch
+def finish(self: WandbBackend, status):
+    run_file = None if self.mode == "disabled" else Path(self.run.dir).parent / f"run-{self.run.id}.wandb"
+    try:
+        self.run.finish(exit_code=0 if status == "completed" else 1)
+        if run_file is not None:
+            _wait_for_exit_record(run_file)
+    finally:
+        self._restore_env()
 
 # %% ../../nbs/04_tracking.ipynb #d2e31ffe
-def _wandb_records(path: Path) -> list[bytes]:
+def wandb_records(path: Path) -> list[bytes]:
     "The records of a `.wandb` file: a 7-byte header, then LevelDB-log framing in 32 KiB blocks."
     raw = path.read_bytes()
     if raw[:4] != b":W&B":
@@ -247,16 +275,11 @@ def _wandb_records(path: Path) -> list[bytes]:
             continue
         if len(data) < length or zlib.crc32(data, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF != crc:
             break  # a torn final record, as left by a killed writer
-        if kind == 1:  # full record
-            records.append(data)
-        elif kind == 2:  # first piece
-            pending = data
-        elif kind == 3:  # middle piece
-            pending += data
-        elif kind == 4:  # last piece
-            records.append(pending + data)
+        if kind in (1, 4):  # a full record, or the last piece of one
+            records.append(pending + data if kind == 4 else data)
+        elif kind in (2, 3):  # first or middle piece
+            pending = data if kind == 2 else pending + data
     return records
-
 
 def _wait_for_exit_record(path: Path, timeout: float = 30.0) -> bool:
     "wandb's service writes the run file after `run.finish()` returns: wait until its exit record is there."
@@ -265,7 +288,7 @@ def _wait_for_exit_record(path: Path, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            for data in reversed(_wandb_records(path)):
+            for data in reversed(wandb_records(path)):
                 record = wandb_internal_pb2.Record()
                 record.ParseFromString(data)
                 if record.WhichOneof("record_type") == "exit":
@@ -276,46 +299,25 @@ def _wait_for_exit_record(path: Path, timeout: float = 30.0) -> bool:
     warnings.warn(f"wandb had not finished writing {path} after {timeout:.0f} s", RuntimeWarning, stacklevel=2)
     return False
 
-
-def read_wandb_run(run_dir: str | os.PathLike) -> dict:
-    "Read the newest offline wandb run under `run_dir`: {'history': [rows], 'config': {...}, 'summary': {...}, 'path'}."
-    from wandb.proto import wandb_internal_pb2
-
-    files = sorted(Path(run_dir).rglob("offline-run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime)
-    if not files:
-        raise FileNotFoundError(f"no offline wandb run (offline-run-*/run-*.wandb) under {run_dir}")
-    history, config, summary = [], {}, {}
-    for data in _wandb_records(files[-1]):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(data)
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            history.append({(item.key or "/".join(item.nested_key)): json.loads(item.value_json)
-                            for item in record.history.item})
-        elif kind in ("run", "config"):
-            items = record.run.config.update if kind == "run" else record.config.update
-            for item in items:
-                config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-        elif kind == "summary":
-            for item in record.summary.update:
-                if item.key:
-                    summary[item.key] = json.loads(item.value_json)
-    config = {k: v.get("value", v) if isinstance(v, dict) else v for k, v in config.items()}
-    return {"history": history, "config": config, "summary": summary, "path": files[-1]}
+# %% ../../nbs/04_tracking.ipynb #b0a70004
+TRACKER_BACKENDS: dict[str, type[TrackerBackend]] = {
+    "tensorboard": TensorBoardBackend,
+    "wandb": WandbBackend,
+    "console": ConsoleBackend,
+    "none": TrackerBackend,  # the no-op base: nothing is logged
+}
 
 # %% ../../nbs/04_tracking.ipynb #9b273153
-BACKEND_NAMES = ("auto", "wandb", "tensorboard", "console", "none")
-
-
 def parse_backends(backend: str | Sequence[str] | None) -> list[str]:
     "'wandb+tensorboard' / 'a,b' / ['a', 'b'] / 'none' → a list of backend names (validated)."
     if backend is None:
         return []
     names = backend.replace(",", "+").split("+") if isinstance(backend, str) else list(backend)
     names = [str(n).strip().lower() for n in names if str(n).strip()]
-    unknown = [n for n in names if n not in BACKEND_NAMES]
+    choices = ["auto", *TRACKER_BACKENDS]
+    unknown = [n for n in names if n not in choices]
     if unknown:
-        raise ValueError(f"Unknown tracking backend(s) {unknown}; choose from {list(BACKEND_NAMES)} (or a list of them)")
+        raise ValueError(f"Unknown tracking backend(s) {unknown}; choose from {choices} (or a list of them)")
     return [n for n in names if n != "none"]
 
 # %% ../../nbs/04_tracking.ipynb #e1d3154c
@@ -332,22 +334,20 @@ class ExperimentTracker:
         tags: Sequence[str] | None = None,  # wandb tags (also recorded in the config text)
         notes: str | None = None,  # a sentence on why this run exists
         wandb_mode: str | None = None,  # 'offline' (default unless $WANDB_MODE), 'online' or 'disabled'
-        wandb_init_timeout: float = 60.0,  # seconds wandb may take to start before it counts as failed
+        start_timeout_s: float = 10.0,  # the longest an online backend may take to start
     ):
         self.project, self.experiment_name = project, experiment_name
         self.run_dir = Path(log_dir)
         self.config = to_jsonable(config) if config is not None else {}
         self.tags, self.notes = list(tags or []), notes
-        self.wandb_mode, self.wandb_init_timeout = wandb_mode, wandb_init_timeout
+        self.wandb_mode, self.start_timeout_s = wandb_mode, float(start_timeout_s)
         self.git = get_git_state()
-        self.finished = False
-        self.last_step = 0
-        self._warned: set[str] = set()
+        self.finished, self.last_step = False, 0
         self.backends: list[TrackerBackend] = []
         for name in parse_backends(backend):
-            for created in (self._resolve_auto() if name == "auto" else [self._create(name)]):
-                if created.name not in self.backend_names:
-                    self.backends.append(created)
+            for started in (self._start_auto() if name == "auto" else [self._start(name)]):
+                if started.name not in self.backend_names:
+                    self.backends.append(started)
         self.backend = "+".join(self.backend_names) or "none"
         record = {**self.config, "_run": {"project": project, "name": experiment_name, "tags": self.tags, "notes": notes}}
         self._each("log_config", record, self.git)
@@ -356,132 +356,144 @@ class ExperimentTracker:
     def backend_names(self) -> list[str]:
         return [b.name for b in self.backends]
 
-    def _create(self, name: str) -> TrackerBackend:
-        "Start the backend `name` or raise an error that says why it could not start."
-        if name == "console":
-            return ConsoleBackend()
-        if name == "tensorboard":
-            return TensorBoardBackend(self.run_dir)
+# %% ../../nbs/04_tracking.ipynb #b0a70007
+@patch(cls_method=True)
+def from_config(cls: ExperimentTracker, tracking: Any, run_dir: str | os.PathLike, experiment_name: str,
+                config: Any = None, tags: Sequence[str] = (), backend: str | None = None) -> ExperimentTracker:
+    "Build a tracker from a `tracking` config section (a dataclass or a dict); `backend` overrides its backend."
+    get = tracking.get if isinstance(tracking, Mapping) else lambda key, default=None: getattr(tracking, key, default)
+    return cls(get("project", "tiny-transformer"), experiment_name, config=config,
+               backend=backend or get("backend", "auto"), log_dir=run_dir, tags=[*tags, *(get("tags") or [])],
+               notes=get("notes") or None, wandb_mode=get("wandb_mode"), start_timeout_s=get("start_timeout_s", 10.0))
+
+# %% ../../nbs/04_tracking.ipynb #b0a70009
+def _cause(error: BaseException) -> str:
+    error = error.__cause__ or error
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+
+# %% ../../nbs/04_tracking.ipynb #b0a700s1
+@patch
+def _start(self: ExperimentTracker, name: str) -> TrackerBackend:
+    "Start the backend `name`, or raise a TrackerError naming it, the cause and what to do."
+    backend_class, started = TRACKER_BACKENDS[name], time.monotonic()
+    try:
+        return backend_class.from_tracker(self)
+    except ImportError as e:
+        raise TrackerError(f'tracking backend "{name}" is not installed ({_cause(e)}). Install it with: '
+                           'pip install "tiny_transformer[tracking]", or use tracking.backend=auto.') from e
+    except Exception as e:
+        raise TrackerError(f'tracking backend "{name}" could not start ({_cause(e)}) after '
+                           f"{time.monotonic() - started:.1f} s. {backend_class.remedy}") from e
+
+# %% ../../nbs/04_tracking.ipynb #b0a7000a
+@patch
+def _start_auto(self: ExperimentTracker) -> list[TrackerBackend]:
+    "Every `in_auto` backend that starts, else the console; one warning if any failed."
+    started, failures = [], []
+    for name, backend_class in TRACKER_BACKENDS.items():
+        if backend_class.in_auto:
+            try:
+                started.append(self._start(name))
+            except TrackerError as e:
+                failures.append(f"{name} failed ({_cause(e)})")
+    started = started or [self._start(ConsoleBackend.name)]  # the fallback: the console
+    if failures:
+        warnings.warn(f'tracking backend="auto" is using {"+".join(b.name for b in started)}: '
+                      + "; ".join(failures), RuntimeWarning, stacklevel=4)
+    return started
+
+# %% ../../nbs/04_tracking.ipynb #b0a7000c
+@patch
+def _each(self: ExperimentTracker, method: str, *args) -> bool:
+    "Call `method` on every backend; drop (with one warning) a backend that raises. True if any returned True."
+    result = False
+    for backend in list(self.backends):
         try:
-            return WandbBackend(self.project, self.experiment_name, self.run_dir, self.config, self.tags, self.notes,
-                                mode=self.wandb_mode, init_timeout=self.wandb_init_timeout)
-        except ImportError as e:
-            raise ImportError(f'backend "wandb" needs wandb: pip install "tiny_transformer[tracking]" ({e})') from e
+            result = bool(getattr(backend, method)(*args)) or result
         except Exception as e:
-            raise RuntimeError(f'backend "wandb" could not start: {type(e).__name__}: {e}. '
-                               'Use backend="auto" to fall back to TensorBoard or the console.') from e
+            self.backends.remove(backend)
+            warnings.warn(f"tracking backend {backend.name!r} failed in {method} and was disabled: "
+                          f"{type(e).__name__}: {e}", RuntimeWarning, stacklevel=3)
+    return result
 
-    def _resolve_auto(self) -> list[TrackerBackend]:
-        "wandb, else TensorBoard, else console; one warning if anything before the chosen one failed."
-        failures = []
-        for name in ("wandb", "tensorboard", "console"):
-            try:
-                backend = self._create(name)
-            except Exception as e:
-                cause = e.__cause__ or e
-                failures.append(f"{name} failed ({type(cause).__name__}: {str(cause).strip()})")
-                continue
-            if failures:
-                warnings.warn(f'ExperimentTracker backend="auto" is using {name}: ' + "; ".join(failures),
-                              RuntimeWarning, stacklevel=3)
-            return [backend]
-        raise AssertionError("the console backend cannot fail")
+# %% ../../nbs/04_tracking.ipynb #b0a7000d
+@patch
+def log_metrics(self: ExperimentTracker, metrics: Mapping[str, Any], step: int) -> None:
+    "Log scalar metrics (floats, ints, 0-d tensors) at `step`."
+    self.last_step = step
+    self._each("log_metrics", {k: as_python_value(v) for k, v in metrics.items()}, step)
 
-    def _each(self, method: str, *args) -> bool:
-        "Call `method` on every backend; drop (with one warning) a backend that raises. True if any returned True."
-        result = False
-        for backend in list(self.backends):
-            try:
-                result = bool(getattr(backend, method)(*args)) or result
-            except Exception as e:
-                self.backends.remove(backend)
-                warnings.warn(f"tracking backend {backend.name!r} failed in {method} and was disabled: "
-                              f"{type(e).__name__}: {e}", RuntimeWarning, stacklevel=3)
-        return result
+@patch
+def log_text(self: ExperimentTracker, key: str, text: str, step: int | None = None) -> None:
+    "Log a text, e.g. a generated sample, at `step` (default: the last logged step)."
+    self._each("log_text", key, str(text), self.last_step if step is None else step)
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
-        "Log scalar metrics (floats, ints, 0-d tensors) at `step`."
-        self.last_step = step
-        self._each("log_metrics", {k: _as_number(v) for k, v in metrics.items()}, step)
+# %% ../../nbs/04_tracking.ipynb #7fb1a640
+@patch
+def log_hparams(self: ExperimentTracker, hparams: Mapping[str, Any] | None = None,
+                final_metrics: Mapping[str, Any] | None = None) -> None:
+    "Hyperparameters (default: the config) with final metrics, e.g. {'final/best_val_loss': 2.1}."
+    hparams = to_jsonable(hparams) if hparams is not None else self.config
+    finals = {k: as_python_value(v) for k, v in (final_metrics or {}).items()}
+    self._each("log_hparams", hparams, finals, self.last_step)
 
-    def log_text(self, key: str, text: str, step: int | None = None) -> None:
-        "Log a text, e.g. a generated sample, at `step` (default: the last logged step)."
-        self._each("log_text", key, str(text), self.last_step if step is None else step)
+# %% ../../nbs/04_tracking.ipynb #b0a7000e
+@patch
+def log_histograms(self: ExperimentTracker, model: torch.nn.Module, step: int | None = None) -> None:
+    "Parameter and gradient histograms (TensorBoard). Costly: call every few hundred steps at most."
+    self._each("log_histograms", model, self.last_step if step is None else step)
 
-    def log_hparams(self, hparams: Mapping[str, Any] | None = None, final_metrics: Mapping[str, Any] | None = None) -> None:
-        "Hyperparameters (default: the config) with final metrics, e.g. {'final/best_val_loss': 2.1}."
-        hparams = to_jsonable(hparams) if hparams is not None else self.config
-        self._each("log_hparams", hparams, {k: _as_number(v) for k, v in (final_metrics or {}).items()}, self.last_step)
+@patch
+def log_model(self: ExperimentTracker, model: torch.nn.Module, name: str | None = None) -> dict:
+    "Record the architecture: class, parameter counts and `model.config` when there is one."
+    summary = {"name": name or type(model).__name__, "class": type(model).__name__,
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               "config": to_jsonable(getattr(model, "config", None))}
+    self._each("log_model", model, summary)
+    return summary
 
-    def log_histograms(self, model: torch.nn.Module, step: int | None = None) -> None:
-        "Parameter and gradient histograms (TensorBoard). Costly: call every few hundred steps at most."
-        self._each("log_histograms", model, self.last_step if step is None else step)
+@patch
+def watch_model(self: ExperimentTracker, model: torch.nn.Module, log_freq: int = 100) -> None:
+    "wandb: log gradient histograms every `log_freq` steps. Other backends: a no-op (see `log_histograms`)."
+    self._each("watch_model", model, log_freq)
 
-    def log_model(self, model: torch.nn.Module, name: str | None = None) -> dict:
-        "Record the architecture: class, parameter counts and `model.config` when there is one."
-        summary = {"name": name or type(model).__name__, "class": type(model).__name__,
-                   "parameters": sum(p.numel() for p in model.parameters()),
-                   "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                   "config": to_jsonable(getattr(model, "config", None))}
-        self._each("log_model", model, summary)
-        return summary
+# %% ../../nbs/04_tracking.ipynb #b0a70010
+@patch
+def save_artifact(self: ExperimentTracker, path: str | os.PathLike, name: str, type: str = "model") -> Path | None:
+    "Store `path` with the run (wandb artifact, else a copy in <run_dir>/artifacts/<name>/); returns its location."
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"artifact {name!r}: {path} does not exist")
+    if not self.backends:
+        return None
+    if self._each("save_artifact", path, name, type) or self.run_dir.resolve() in path.resolve().parents:
+        return path
+    dest = self.run_dir / "artifacts" / name / path.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        shutil.copytree(path, dest, dirs_exist_ok=True)
+    else:
+        shutil.copy2(path, dest)
+    return dest
 
-    def watch_model(self, model: torch.nn.Module, log_freq: int = 100) -> None:
-        "wandb: log gradient histograms every `log_freq` steps. Other backends: a no-op (see `log_histograms`)."
-        self._each("watch_model", model, log_freq)
+# %% ../../nbs/04_tracking.ipynb #b0a70012
+@patch
+def flush(self: ExperimentTracker) -> None:
+    "Write buffered data to disk (TensorBoard buffers up to `flush_secs`)."
+    self._each("flush")
 
-    def save_artifact(self, path: str | os.PathLike, name: str, type: str = "model") -> Path | None:
-        "Store `path` with the run (wandb artifact, else a copy in <run_dir>/artifacts/<name>/); returns its location."
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"artifact {name!r}: {path} does not exist")
-        if not self.backends:
-            return None
-        if self._each("save_artifact", path, name, type):
-            return path
-        run_dir = self.run_dir.resolve()
-        if run_dir in path.resolve().parents:
-            return path
-        dest = self.run_dir / "artifacts" / name / path.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            shutil.copytree(path, dest, dirs_exist_ok=True)
-        else:
-            shutil.copy2(path, dest)
-        return dest
-
-    def flush(self) -> None:
-        "Write buffered data to disk (TensorBoard buffers up to `flush_secs`)."
-        self._each("flush")
-
-    def finish(self, status: str = "completed") -> None:
-        "Close every backend once; later calls do nothing."
-        if self.finished:
-            return
+@patch
+def finish(self: ExperimentTracker, status: str = "completed") -> None:
+    "Close every backend once; later calls do nothing."
+    if not self.finished:
         self.finished = True
         self._each("finish", status)
 
-    def __enter__(self):
-        return self
+@patch
+def __enter__(self: ExperimentTracker): return self
 
-    def __exit__(self, exc_type, exc, tb):
-        status = "completed" if exc is None else "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        self.finish(status)
-        return False
-
-# %% ../../nbs/04_tracking.ipynb #1f6c5b4a
-def read_tensorboard(log_dir: str | os.PathLike):
-    "A loaded `EventAccumulator` for the event files in `log_dir` (all texts and scalars kept)."
-    try:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    except ImportError as e:
-        raise ImportError('reading TensorBoard files needs tensorboard: pip install "tiny_transformer[tracking]"') from e
-    accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0})
-    accumulator.Reload()
-    return accumulator
-
-
-def read_tensorboard_scalars(log_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
-    "{tag: [(step, value), ...]} for every scalar in the event files of `log_dir`."
-    accumulator = read_tensorboard(log_dir)
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+@patch
+def __exit__(self: ExperimentTracker, exc_type, exc, tb):
+    self.finish("completed" if exc is None else "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+    return False

@@ -16,26 +16,24 @@ import subprocess
 import sys
 import time
 import traceback
-import warnings
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from pathlib import Path, PurePath
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
 from ..config import resolve_device
 
 # %% auto #0
-__all__ = ['NONFINITE_STRINGS', 'to_jsonable', 'decode_float', 'JSONFormatter', 'get_git_commit', 'get_git_state',
-           'collect_system_info', 'StructuredLogger', 'format_metric', 'TrainingLogger', 'LogRecords',
-           'parse_json_logs', 'load_metrics', 'ema_smooth', 'find_logs', 'run_name', 'compare_experiments',
-           'flatten_dict', 'summarize_experiments', 'LogComparisonWidget', 'compare_logs']
+__all__ = ['NONFINITE_STRINGS', 'decode_float', 'to_jsonable', 'JSONFormatter', 'get_git_commit', 'get_git_state',
+           'collect_system_info', 'close_cut_line', 'StructuredLogger', 'as_python_value', 'format_metric',
+           'TrainingLogger']
 
 # %% ../../nbs/03_logging.ipynb #a499d63a
 NONFINITE_STRINGS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
 
 def _float_to_json(value: float) -> float | str:
     if math.isfinite(value):
@@ -44,7 +42,13 @@ def _float_to_json(value: float) -> float | str:
         return "NaN"
     return "Infinity" if value > 0 else "-Infinity"
 
+def decode_float(value: Any) -> Any:
+    "Inverse of the non-finite encoding: 'NaN' → nan, 'Infinity' → inf, '-Infinity' → -inf; others unchanged."
+    if isinstance(value, str) and value in NONFINITE_STRINGS:
+        return NONFINITE_STRINGS[value]
+    return value
 
+# %% ../../nbs/03_logging.ipynb #5a1e0c02
 def to_jsonable(obj: Any) -> Any:
     "Convert `obj` into plain JSON data; NaN and ±inf become the strings 'NaN', 'Infinity', '-Infinity'."
     if obj is None or isinstance(obj, (bool, str, int)):
@@ -64,18 +68,9 @@ def to_jsonable(obj: Any) -> Any:
         return to_jsonable(obj.to_dict())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return to_jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, (PurePath, torch.device, torch.dtype)):
-        return str(obj)
-    if isinstance(obj, (datetime, date)):
-        return obj.isoformat()
+    if isinstance(obj, (PurePath, torch.device, torch.dtype, datetime, date)):
+        return obj.isoformat() if isinstance(obj, (datetime, date)) else str(obj)
     return repr(obj)
-
-
-def decode_float(value: Any) -> Any:
-    "Inverse of the non-finite encoding: 'NaN' → nan, 'Infinity' → inf, '-Infinity' → -inf; others unchanged."
-    if isinstance(value, str) and value in NONFINITE_STRINGS:
-        return NONFINITE_STRINGS[value]
-    return value
 
 # %% ../../nbs/03_logging.ipynb #839e8a5c
 _RECORD_FIELDS = ("event", "rank", "step", "epoch", "metrics")
@@ -108,13 +103,12 @@ def _git(args: list[str], cwd: str | os.PathLike | None) -> str | None:
         return None
     return result.stdout if result.returncode == 0 else None
 
-
 def get_git_commit(path: str | os.PathLike | None = None) -> str | None:
     "The commit hash checked out at `path` (default: the current directory), or None outside git."
     out = _git(["rev-parse", "HEAD"], path)
     return out.strip() if out else None
 
-
+# %% ../../nbs/03_logging.ipynb #172527s1
 def get_git_state(path: str | os.PathLike | None = None) -> dict:
     "`{'commit': hash or None, 'dirty': True if tracked files have uncommitted changes (None if unknown)}`."
     commit = get_git_commit(path)
@@ -160,7 +154,7 @@ class _StdoutHandler(logging.StreamHandler):
         self.stream = sys.stdout
         super().emit(record)
 
-
+# %% ../../nbs/03_logging.ipynb #0386aes1
 def _resolve_level(level: str | int) -> int:
     if isinstance(level, int):
         return level
@@ -169,7 +163,24 @@ def _resolve_level(level: str | int) -> int:
         raise ValueError(f"Unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return value
 
+# %% ../../nbs/03_logging.ipynb #c0a1b204
+def close_cut_line(path: str | os.PathLike) -> bool:
+    "If `path` ends without a newline (a write cut off half-way), append one. Returns True if it did."
+    path = Path(path)
+    try:
+        with open(path, "rb+") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return False
+            f.write(b"\n")
+            return True
+    except FileNotFoundError:
+        return False
 
+# %% ../../nbs/03_logging.ipynb #c0a1b206
 class StructuredLogger:
     "A logger that prints a short line on rank 0 and appends strict JSON lines to `log_file`."
 
@@ -184,6 +195,7 @@ class StructuredLogger:
         self.name = name
         self.rank = int(os.environ.get("RANK", 0)) if rank is None else int(rank)
         self.log_file = Path(log_file) if log_file is not None else None
+        self.closed_cut_line = False  # True when the file ended in a cut-off line that we closed off
         self._logger = logging.Logger(f"tiny_transformer.{name}", level=_resolve_level(level))
         self._logger.propagate = False
         self._logger.addHandler(logging.NullHandler())  # never fall back to logging's stderr handler
@@ -193,57 +205,48 @@ class StructuredLogger:
             self._logger.addHandler(console)
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self.closed_cut_line = close_cut_line(self.log_file)
             file_handler = logging.FileHandler(self.log_file, mode="a", encoding="utf-8")
             file_handler.setFormatter(JSONFormatter())
             self._logger.addHandler(file_handler)
 
-    def log(self, level: int, message: str, event: str = "message", step: int | None = None,
-            epoch: int | None = None, metrics: dict | None = None, **fields) -> None:
-        "Write one record; `fields` become top-level keys of the JSON line."
-        extra = {"event": event, "rank": self.rank, "step": step, "epoch": epoch, "metrics": metrics,
-                 "fields": fields}
-        self._logger.log(level, message, extra=extra)
+# %% ../../nbs/03_logging.ipynb #c0a1b208
+@patch
+def log(self: StructuredLogger, level: int, message: str, event: str = "message", step: int | None = None,
+        epoch: int | None = None, metrics: dict | None = None, **fields) -> None:
+    "Write one record; `fields` become top-level keys of the JSON line."
+    extra = {"event": event, "rank": self.rank, "step": step, "epoch": epoch, "metrics": metrics,
+             "fields": fields}
+    self._logger.log(level, message, extra=extra)
 
-    def debug(self, message: str, **fields) -> None:
-        self.log(logging.DEBUG, message, **fields)
+# %% ../../nbs/03_logging.ipynb #c0a1b2s1
+@patch
+def debug(self: StructuredLogger, message: str, **fields) -> None: self.log(logging.DEBUG, message, **fields)
+@patch
+def info(self: StructuredLogger, message: str, **fields) -> None: self.log(logging.INFO, message, **fields)
+@patch
+def warning(self: StructuredLogger, message: str, **fields) -> None: self.log(logging.WARNING, message, **fields)
+@patch
+def error(self: StructuredLogger, message: str, **fields) -> None: self.log(logging.ERROR, message, **fields)
 
-    def info(self, message: str, **fields) -> None:
-        self.log(logging.INFO, message, **fields)
+# %% ../../nbs/03_logging.ipynb #c0a1b209
+@patch
+def close(self: StructuredLogger) -> None:
+    "Flush and close the handlers (the file stays readable and can be appended to later)."
+    for handler in list(self._logger.handlers):
+        handler.close()
+        self._logger.removeHandler(handler)
 
-    def warning(self, message: str, **fields) -> None:
-        self.log(logging.WARNING, message, **fields)
+@patch
+def __enter__(self: StructuredLogger): return self
 
-    def error(self, message: str, **fields) -> None:
-        self.log(logging.ERROR, message, **fields)
-
-    def close(self) -> None:
-        "Flush and close the handlers (the file stays readable and can be appended to later)."
-        for handler in list(self._logger.handlers):
-            handler.close()
-            self._logger.removeHandler(handler)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.close()
-        return False
+@patch
+def __exit__(self: StructuredLogger, exc_type, exc, tb):
+    self.close()
+    return False
 
 # %% ../../nbs/03_logging.ipynb #8f9059c0
-def format_metric(value: Any) -> str:
-    "Short human form of a metric value: 4 decimals for ordinary floats, scientific for tiny or huge ones."
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if not math.isfinite(value):
-        return str(value)
-    if value == 0 or 1e-3 <= abs(value) < 1e5:
-        return f"{value:.4f}"
-    return f"{value:.3e}"
-
-
-def _as_number(value: Any) -> Any:
+def as_python_value(value: Any) -> Any:
     "Tensors and numpy scalars → Python numbers (one host sync for a tensor: log on log steps only)."
     if isinstance(value, torch.Tensor):
         value = value.detach()
@@ -251,6 +254,15 @@ def _as_number(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+# %% ../../nbs/03_logging.ipynb #8f9059s1
+def format_metric(value: Any) -> str:
+    "Short human form of a metric value: 4 decimals for ordinary floats, scientific for tiny or huge ones."
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    if not math.isfinite(value) or not (value == 0 or 1e-3 <= abs(value) < 1e5):
+        return str(value) if not math.isfinite(value) else f"{value:.3e}"
+    return f"{value:.4f}"
 
 # %% ../../nbs/03_logging.ipynb #0c8226b2
 class TrainingLogger(StructuredLogger):
@@ -273,382 +285,84 @@ class TrainingLogger(StructuredLogger):
         self._started_at = time.monotonic()
         self._ended = False
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None, epoch: int | None = None,
-                    prefix: str = "") -> None:
-        "Log a dict of metrics; `prefix` (e.g. 'train/') is prepended to each key. Non-finite values log as WARNING."
-        values = {f"{prefix}{key}": _as_number(value) for key, value in metrics.items()}
-        parts = [] if step is None else [f"step {step}"]
-        if epoch is not None:
-            parts.append(f"epoch {epoch}")
-        parts += [f"{key}={format_metric(value)}" for key, value in values.items()]
-        nonfinite = any(isinstance(v, float) and not math.isfinite(v) for v in values.values())
-        self.log(logging.WARNING if nonfinite else logging.INFO, " | ".join(parts), event="metrics",
-                 step=step, epoch=epoch, metrics=values)
+# %% ../../nbs/03_logging.ipynb #c0a1b20d
+@patch
+def log_metrics(self: TrainingLogger, metrics: Mapping[str, Any], step: int | None = None,
+                epoch: int | None = None, prefix: str = "") -> None:
+    "Log a dict of metrics; `prefix` (e.g. 'train/') is prepended to each key. Non-finite values log as WARNING."
+    values = {f"{prefix}{key}": as_python_value(value) for key, value in metrics.items()}
+    parts = [] if step is None else [f"step {step}"]
+    if epoch is not None:
+        parts.append(f"epoch {epoch}")
+    parts += [f"{key}={format_metric(value)}" for key, value in values.items()]
+    nonfinite = any(isinstance(v, float) and not math.isfinite(v) for v in values.values())
+    self.log(logging.WARNING if nonfinite else logging.INFO, " | ".join(parts), event="metrics",
+             step=step, epoch=epoch, metrics=values)
 
-    def log_hyperparams(self, hparams: Mapping[str, Any]) -> None:
-        "Log the hyperparameters (any nesting)."
-        self.log(logging.INFO, f"hyperparameters: {len(hparams)} entries", event="hyperparams", hyperparams=hparams)
+# %% ../../nbs/03_logging.ipynb #c0a1b20f
+@patch
+def log_start(self: TrainingLogger, config: Any = None, **extra) -> None:
+    "Log the start of a run: resolved config, git state, command line, seed and system info."
+    self._started_at, self._ended = time.monotonic(), False
+    config = to_jsonable(config) if config is not None else {}
+    top = config if isinstance(config, dict) else {}
+    seed = extra.pop("seed", top.get("seed"))
+    system = collect_system_info(extra.pop("device", top.get("device", "auto")))
+    git = get_git_state()
+    commit = "no git" if git["commit"] is None else git["commit"][:10] + (" (dirty)" if git["dirty"] else "")
+    self.log(logging.INFO, f"start {self.experiment_name} | commit {commit} | seed {seed} | device {system['device']}",
+             event="start", experiment=self.experiment_name, config=config, git=git, argv=list(sys.argv),
+             cwd=os.getcwd(), seed=seed, system=system, **extra)
 
-    def log_system_info(self, device: str | torch.device | None = "auto") -> None:
-        "Log `collect_system_info(device)`."
-        info = collect_system_info(device)
-        self.log(logging.INFO, f"system: python {info['python']} | torch {info['torch']} | cuda {info['cuda']} | "
-                 f"device {info['device']} | {info['usable_cpus']} cpus", event="system_info", system=info)
+# %% ../../nbs/03_logging.ipynb #c0a1b210
+@patch
+def log_hyperparams(self: TrainingLogger, hparams: Mapping[str, Any]) -> None:
+    "Log the hyperparameters (any nesting)."
+    self.log(logging.INFO, f"hyperparameters: {len(hparams)} entries", event="hyperparams", hyperparams=hparams)
 
-    def log_start(self, config: Any = None, **extra) -> None:
-        "Log the start of a run: resolved config, git state, command line, seed and system info."
-        self._started_at = time.monotonic()
-        self._ended = False
-        config = to_jsonable(config) if config is not None else {}
-        top = config if isinstance(config, dict) else {}
-        seed = extra.pop("seed", top.get("seed"))
-        system = collect_system_info(extra.pop("device", top.get("device", "auto")))
-        git = get_git_state()
-        commit = "no git" if git["commit"] is None else git["commit"][:10] + (" (dirty)" if git["dirty"] else "")
-        self.log(logging.INFO, f"start {self.experiment_name} | commit {commit} | seed {seed} | device {system['device']}",
-                 event="start", experiment=self.experiment_name, config=config, git=git, argv=list(sys.argv),
-                 cwd=os.getcwd(), seed=seed, system=system, **extra)
+@patch
+def log_system_info(self: TrainingLogger, device: str | torch.device | None = "auto") -> None:
+    "Log `collect_system_info(device)`."
+    info = collect_system_info(device)
+    self.log(logging.INFO, f"system: python {info['python']} | torch {info['torch']} | cuda {info['cuda']} | "
+             f"device {info['device']} | {info['usable_cpus']} cpus", event="system_info", system=info)
 
-    def log_checkpoint(self, path: str | os.PathLike | None = None, step: int | None = None, metrics: Mapping | None = None,
-                    *, checkpoint_path: str | os.PathLike | None = None, **extra) -> None:
-        "Log that a checkpoint was written (`checkpoint_path=` is accepted as the chapter spells it)."
-        path = path if path is not None else checkpoint_path
-        metrics = {k: _as_number(v) for k, v in (metrics or {}).items()}
-        self.log(logging.INFO, f"checkpoint {path}", event="checkpoint", step=step, metrics=metrics or None,
-                 path=str(path), **extra)
+# %% ../../nbs/03_logging.ipynb #c0a1b212
+@patch
+def log_checkpoint(self: TrainingLogger, path: str | os.PathLike | None = None, step: int | None = None,
+                   metrics: Mapping | None = None, *, checkpoint_path: str | os.PathLike | None = None, **extra) -> None:
+    "Log that a checkpoint was written."
+    path = path if path is not None else checkpoint_path
+    metrics = {k: as_python_value(v) for k, v in (metrics or {}).items()}
+    self.log(logging.INFO, f"checkpoint {path}", event="checkpoint", step=step, metrics=metrics or None,
+             path=str(path), **extra)
 
-    def log_error(self, exc: BaseException, step: int | None = None, **extra) -> None:
-        "Log an exception: its type, message and full traceback (level ERROR)."
-        error = {"type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
-                 "message": str(exc),
-                 "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
-        self.log(logging.ERROR, f"error: {error['type']}: {error['message']}", event="error", step=step, error=error, **extra)
+# %% ../../nbs/03_logging.ipynb #2d30fa14
+@patch
+def log_error(self: TrainingLogger, exc: BaseException, step: int | None = None, **extra) -> None:
+    "Log an exception: its type, message and full traceback (level ERROR)."
+    error = {"type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+             "message": str(exc),
+             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+    self.log(logging.ERROR, f"error: {error['type']}: {error['message']}", event="error", step=step,
+             error=error, **extra)
 
-    def log_end(self, status: str = "completed", **summary) -> None:
-        "Log the end of the run: its status, wall time since `log_start`, and any summary values."
-        wall = time.monotonic() - self._started_at
-        self._ended = True
-        self.log(logging.INFO if status == "completed" else logging.WARNING, f"end: {status} after {wall:.1f} s",
-                 event="end", status=status, wall_time_s=wall, **summary)
+# %% ../../nbs/03_logging.ipynb #c0a1b214
+@patch
+def log_end(self: TrainingLogger, status: str = "completed", **summary) -> None:
+    "Log the end of the run: its status, wall time since `log_start`, and any summary values."
+    wall = time.monotonic() - self._started_at
+    self._ended = True
+    self.log(logging.INFO if status == "completed" else logging.WARNING, f"end: {status} after {wall:.1f} s",
+             event="end", status=status, wall_time_s=wall, **summary)
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc is not None and not self._ended:
-            interrupted = isinstance(exc, KeyboardInterrupt)
-            if not interrupted:
-                self.log_error(exc)
-            self.log_end("interrupted" if interrupted else "failed")
-        self.close()
-        return False
-
-# %% ../../nbs/03_logging.ipynb #ea5c33f4
-class LogRecords(list):
-    "The records of one JSON-lines file, plus `path`, `skipped` (count) and `skipped_lines` (1-based numbers)."
-
-    def __init__(self, records: Iterable[dict] = (), path: Path | None = None, skipped_lines: Sequence[int] = ()):
-        super().__init__(records)
-        self.path = path
-        self.skipped_lines = list(skipped_lines)
-
-    @property
-    def skipped(self) -> int:
-        return len(self.skipped_lines)
-
-
-def parse_json_logs(log_file: str | os.PathLike, warn: bool = True) -> LogRecords:
-    "Read a JSON-lines log; lines that are not JSON objects are skipped and counted (and warned about)."
-    path = Path(log_file)
-    records, skipped = [], []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                skipped.append(number)
-                continue
-            if not isinstance(record, dict):
-                skipped.append(number)
-                continue
-            if isinstance(record.get("metrics"), dict):
-                record["metrics"] = {k: decode_float(v) for k, v in record["metrics"].items()}
-            records.append(record)
-    if skipped and warn:
-        warnings.warn(f"{path}: skipped {len(skipped)} line(s) that were not complete JSON objects: "
-                      f"line(s) {skipped[:10]}{' ...' if len(skipped) > 10 else ''}", stacklevel=2)
-    return LogRecords(records, path, skipped)
-
-# %% ../../nbs/03_logging.ipynb #417a334f
-def _require(module: str, extra: str):
-    "Import an optional dependency, or raise an ImportError that names the extra to install."
-    import importlib
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(f"{module} is needed for this; install it with: pip install \"tiny_transformer[{extra}]\"") from e
-
-
-def _timestamp(record: dict) -> float | None:
-    try:
-        return datetime.fromisoformat(record["timestamp"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _records(log: str | os.PathLike | Sequence[dict]) -> LogRecords:
-    if isinstance(log, (str, os.PathLike)):
-        return parse_json_logs(log)
-    return log if isinstance(log, LogRecords) else LogRecords(log)
-
-
-def load_metrics(log: str | os.PathLike | Sequence[dict]):
-    "A DataFrame indexed by `step`, one column per metric and `time_s` (seconds since the first line)."
-    pd = _require("pandas", "widgets")
-    records = _records(log)
-    times = [t for t in map(_timestamp, records) if t is not None]
-    t0 = min(times) if times else None
-    rows = []
-    for record in records:
-        if record.get("step") is None or not isinstance(record.get("metrics"), dict):
-            continue
-        t = _timestamp(record)
-        rows.append({"step": record["step"], "time_s": None if t is None or t0 is None else t - t0,
-                     **record["metrics"]})
-    if not rows:
-        return pd.DataFrame(index=pd.Index([], name="step"), columns=["time_s"])
-    frame = pd.DataFrame(rows).groupby("step", sort=True).last()
-    return frame[[c for c in frame.columns if c != "time_s"] + ["time_s"]]
-
-# %% ../../nbs/03_logging.ipynb #18d87a3b
-def ema_smooth(values: Sequence[float], weight: float) -> list[float]:
-    "Bias-corrected exponential moving average (weight 0: no smoothing); non-finite inputs keep the last value."
-    if not 0.0 <= weight < 1.0:
-        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
-    out, avg, n = [], 0.0, 0
-    for value in values:
-        value = float(value)
-        if math.isfinite(value):
-            avg = weight * avg + (1.0 - weight) * value
-            n += 1
-        out.append(avg / (1.0 - weight ** n) if n else math.nan)
-    return out
-
-
-def find_logs(folder: str | os.PathLike) -> list[Path]:
-    "Every rank-0 JSON-lines log under `folder`, sorted by path."
-    return sorted(p for p in Path(folder).rglob("*.jsonl") if ".rank" not in p.name)
-
-
-def _load_logs(logs) -> list[LogRecords]:
-    "A folder, a file, or a list of files and/or already parsed `LogRecords` → a list of `LogRecords`."
-    if isinstance(logs, (str, os.PathLike)):
-        path = Path(logs)
-        logs = find_logs(path) if path.is_dir() else [path]
-    return [log if isinstance(log, LogRecords) else parse_json_logs(log) for log in logs]
-
-
-def run_name(records: Sequence[dict], path: str | os.PathLike | None = None) -> str:
-    "The experiment name from the log's start line, else the file name without `.jsonl`."
-    for record in records:
-        if record.get("event") == "start" and record.get("experiment"):
-            return str(record["experiment"])
-    return Path(path).stem if path is not None else "run"
-
-# %% ../../nbs/03_logging.ipynb #e524df05
-def compare_experiments(
-    log_files,  # a folder to search, or a list of log files (or of parsed `LogRecords`)
-    metric: str = "train/loss",  # the column of `load_metrics` to plot
-    x: str = "step",  # "step" or "time" (wall-clock seconds)
-    smoothing: float = 0.0,  # EMA weight in [0, 1)
-    log_y: bool = False,  # logarithmic y axis
-    labels: Sequence[str] | None = None,  # legend labels (default: run names)
-    figsize: tuple[float, float] = (8, 4.5),
-):
-    "One curve of `metric` per run, returned as a matplotlib Figure (not shown)."
-    if x not in ("step", "time"):
-        raise ValueError(f"x must be 'step' or 'time', got {x!r}")
-    _require("matplotlib", "widgets")
-    import matplotlib.pyplot as plt
-
-    runs = _load_logs(log_files)
-    fig, ax = plt.subplots(figsize=figsize)
-    plt.close(fig)  # we return it; pyplot must not display it a second time
-    plotted = 0
-    for i, records in enumerate(runs):
-        frame = load_metrics(records)
-        label = labels[i] if labels else run_name(records, records.path)
-        if metric not in frame.columns:
-            continue
-        series = frame[metric].dropna()
-        xs = series.index.to_numpy() if x == "step" else frame.loc[series.index, "time_s"].to_numpy()
-        ys = series.to_numpy(dtype=float)
-        if smoothing > 0:
-            line, = ax.plot(xs, ys, alpha=0.25)
-            ax.plot(xs, ema_smooth(ys, smoothing), color=line.get_color(), label=label)
-        else:
-            ax.plot(xs, ys, label=label)
-        plotted += 1
-    ax.set_xlabel("step" if x == "step" else "wall time (s)")
-    ax.set_ylabel(metric)
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_title(f"{metric}: {plotted} run(s)" if plotted else f"no run logged {metric}")
-    if plotted:
-        ax.legend()
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-# %% ../../nbs/03_logging.ipynb #fb096128
-def flatten_dict(d: Mapping, prefix: str = "") -> dict:
-    "{'training': {'lr': 1}} → {'training.lr': 1}."
-    flat = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_dict(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def summarize_experiments(
-    log_files,  # a folder to search, or a list of log files (or of parsed `LogRecords`)
-    metric: str = "val/loss",  # the metric to rank by
-    mode: str = "min",  # "min" or "max": which value is best
-):
-    "One row per run: best `metric`, its step, last step, wall time, status, and the config values that differ."
-    pd = _require("pandas", "widgets")
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-    rows, configs = [], []
-    for records in _load_logs(log_files):
-        frame = load_metrics(records)
-        start = next((r for r in records if r.get("event") == "start"), {})
-        end = next((r for r in reversed(records) if r.get("event") == "end"), None)
-        series = frame[metric].dropna() if metric in frame.columns else pd.Series(dtype=float)
-        series = series[np.isfinite(series.to_numpy(dtype=float))]
-        best_step = (series.idxmin() if mode == "min" else series.idxmax()) if len(series) else None
-        wall = end.get("wall_time_s") if end else (frame["time_s"].max() if len(frame) else None)
-        rows.append({"run": run_name(records, records.path), f"best {metric}": series.get(best_step, math.nan),
-                     "best step": best_step, "last step": frame.index.max() if len(frame) else None,
-                     "wall time (s)": wall, "status": end.get("status") if end else "unfinished",
-                     "skipped lines": records.skipped})
-        configs.append(flatten_dict(start.get("config") or {}))
-    keys = sorted({k for c in configs for k in c})
-    differing = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
-    for row, config in zip(rows, configs):
-        row.update({k: config.get(k) for k in differing})
-    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
-
-# %% ../../nbs/03_logging.ipynb #259ae28d
-def _in_notebook() -> bool:
-    "True inside a Jupyter kernel (where widgets can render); never imports IPython itself."
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-class LogComparisonWidget:
-    "Compare the JSON-lines logs under a folder: runs, metric, smoothing, log-y, x = step or time."
-
-    def __init__(self, log_dir: str | os.PathLike, metric: str | None = None, runs: Sequence[str] | None = None):
-        widgets = _require("ipywidgets", "widgets")
-        self.log_dir = Path(log_dir)
-        self.figure, self.table, self.updates = None, None, 0
-        self._shown = False  # Output widgets are filled only once the widget is displayed
-        self.runs = widgets.SelectMultiple(description="Runs", rows=6)
-        self.metric = widgets.Dropdown(description="Metric")
-        self.smoothing = widgets.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="Smoothing")
-        self.log_y = widgets.Checkbox(value=False, description="Log y")
-        self.x_axis = widgets.ToggleButtons(options=[("step", "step"), ("wall time", "time")], value="step",
-                                            description="x axis")
-        self.reload_button = widgets.Button(description="Reload")
-        self.plot_output, self.table_output = widgets.Output(), widgets.Output()
-        for control, css in [(self.runs, "runs"), (self.metric, "metric"), (self.smoothing, "smoothing"),
-                             (self.log_y, "logy"), (self.x_axis, "x"), (self.reload_button, "reload"),
-                             (self.plot_output, "plot"), (self.table_output, "table")]:
-            control.add_class(f"tt-logcmp-{css}")
-        self.widget = widgets.VBox([
-            widgets.HBox([self.runs, widgets.VBox([self.metric, self.smoothing, self.log_y])]),
-            widgets.HBox([self.x_axis, self.reload_button]), self.plot_output, self.table_output])
-        self.widget.add_class("tt-logcmp")
-        self._updating = True  # no redraw per control while the options are filled in
-        self.reload(metric=metric, runs=runs)
-        for control in (self.runs, self.metric, self.smoothing, self.log_y, self.x_axis):
-            control.observe(self.update, names="value")
-        self.reload_button.on_click(lambda _: self.reload())
-
-    def reload(self, metric: str | None = None, runs: Sequence[str] | None = None) -> None:
-        "Re-read the log folder, refresh the run and metric choices, and redraw."
-        self._updating = True
-        self.records = {}  # run name -> parsed log, read once per reload (not once per click)
-        metrics = set()
-        for path in find_logs(self.log_dir):
-            records = parse_json_logs(path, warn=False)
-            name = run_name(records, path)
-            if name in self.records:  # two logs of the same experiment: tell them apart by folder
-                name = str(path.relative_to(self.log_dir))
-            self.records[name] = records
-            metrics.update(k for r in records if isinstance(r.get("metrics"), dict) for k in r["metrics"])
-        names = list(self.records)
-        chosen = list(runs) if runs is not None else [n for n in self.runs.value if n in self.records] or names
-        metric_options = sorted(metrics)
-        metric = metric or (self.metric.value if self.metric.value in metrics else None)
-        metric = metric or next((m for m in ("val/loss", "train/loss") if m in metrics), None)
-        metric = metric or (metric_options[0] if metric_options else None)
-        self.runs.options = names
-        self.runs.value = tuple(n for n in chosen if n in self.records)
-        self.metric.options = metric_options
-        self.metric.value = metric
-        self._updating = False
-        self.update()
-
-    def update(self, change=None) -> None:
-        "Redraw the figure and the summary table from the current choices."
-        if self._updating:
-            return
-        selected = [self.records[n] for n in self.runs.value]
-        metric = self.metric.value
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # damaged lines are shown in the table's "skipped lines" column
-            if selected and metric:
-                self.figure = compare_experiments(selected, metric=metric, x=self.x_axis.value,
-                                                  smoothing=self.smoothing.value, log_y=self.log_y.value,
-                                                  labels=list(self.runs.value))
-                self.table = summarize_experiments(selected, metric=metric)
-            else:
-                self.figure, self.table = None, None
-        self.updates += 1
-        if self._shown:
-            self._render()
-
-    def _render(self) -> None:
-        "Put the current figure and table into the Output widgets (replacing the old ones without flicker)."
-        from IPython.display import clear_output, display
-        with self.plot_output:
-            clear_output(wait=True)
-            display(self.figure if self.figure is not None else "Select at least one run and a metric.")
-        with self.table_output:
-            clear_output(wait=True)
-            if self.table is not None:
-                display(self.table)
-
-    def _ipython_display_(self):
-        "Jupyter calls this to show the object: show the controls, then draw into them."
-        from IPython.display import display
-        self._shown = True
-        display(self.widget)
-        self._render()
-
-# %% ../../nbs/03_logging.ipynb #827ca001
-def compare_logs(log_dir: str | os.PathLike, metric: str | None = None):
-    "In a notebook: a `LogComparisonWidget` over `log_dir`. Elsewhere: a static `compare_experiments` figure."
-    if _in_notebook():
-        try:
-            return LogComparisonWidget(log_dir, metric=metric)
-        except ImportError:
-            pass
-    return compare_experiments(log_dir, metric=metric or "val/loss")
+# %% ../../nbs/03_logging.ipynb #94d941c3
+@patch
+def __exit__(self: TrainingLogger, exc_type, exc, tb):
+    if exc is not None and not self._ended:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if not interrupted:
+            self.log_error(exc)
+        self.log_end("interrupted" if interrupted else "failed")
+    self.close()
+    return False
