@@ -122,6 +122,30 @@ def process_notebooks(nbs_path: Path, paths: list[Path], proc: Path) -> dict[Pat
     return failed
 
 
+def mixed_import_cells(nb_path: Path) -> list[str]:
+    """The cells nbdev warns about ("Found cells containing imports and other code"): not exported, with an
+    import and other statements. nbdev runs each (hidden ones too) but not the plain cells between, so any of
+    them that uses a name from another cell fails the build: the owner moves its imports to a cell of their own."""
+    import ast
+    import json
+
+    found = []
+    for i, cell in enumerate(json.loads(nb_path.read_text(encoding="utf-8"))["cells"]):
+        src = "".join(cell["source"])
+        if cell["cell_type"] != "code" or "nbdev_export()" in src or re.search(r"^#\|\s*export", src, re.M):
+            continue
+        try:
+            tree = ast.parse("\n".join("" if l.lstrip().startswith(("%", "!")) else l for l in src.splitlines()))
+        except SyntaxError:
+            continue
+        nodes = list(ast.walk(tree))
+        if any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in nodes) and any(
+                isinstance(n, (ast.Expr, ast.Assign)) for n in nodes):
+            first = next((l for l in src.splitlines() if l.strip() and not l.startswith("#|")), "")
+            found.append(f"cell {i}: {first[:70]}")  # its index in the .ipynb, from 0
+    return found
+
+
 def front_matter(nb) -> dict:
     "The YAML front matter nbdev's FrontmatterProc puts in the first raw cell (and remove that cell)."
     for i, cell in enumerate(nb.cells):
@@ -415,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         for src, err in failed.items():
             log(f"FAILED: nbdev could not process {src.relative_to(nbs_path.parent)}: {err}")
+            mixed = mixed_import_cells(src)
+            if mixed:
+                log(f"  its cells that mix imports with other code (nbdev runs them, skipping the cells between): {len(mixed)}")
+                for line in mixed:
+                    log(f"    {line}")
         log("nbdev runs the exported cells and every cell holding an import (to render show_doc); a cell that "
             "imports and also uses names defined in other cells fails. Keep imports in cells of their own.")
         return 1

@@ -294,4 +294,6 @@ def test_build_names_a_notebook_nbdev_cannot_process(tmp_path):
     assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
     assert "FAILED: nbdev could not process nbs/01_bad.ipynb" in res.stdout
     assert "NameError: name 'x' is not defined" in res.stdout
+    assert "cells that mix imports with other code (nbdev runs them, skipping the cells between): 1" in res.stdout
+    assert "cell 4: import math" in res.stdout  # the notebook's cell to split, counted as Jupyter shows them (from 0)
     assert (tmp_path / "_docs" / "good.html").is_file() and not (tmp_path / "_docs" / "bad.html").exists()
