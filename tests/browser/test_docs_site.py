@@ -298,3 +298,26 @@ def test_build_names_a_notebook_nbdev_cannot_process(tmp_path):
     assert "cells that mix imports with other code (nbdev runs them, skipping the cells between): 1" in res.stdout
     assert "cell 4: import math" in res.stdout  # the notebook's cell to split, counted as Jupyter shows them (from 0)
     assert (tmp_path / "_docs" / "good.html").is_file() and not (tmp_path / "_docs" / "bad.html").exists()
+
+
+def test_readme_table_groups_notebooks_as_the_sidebar():
+    """The README's notebook table (nbs/index.ipynb) and the docs sidebar group the notebooks the same way:
+    a bold chapter row, then an indented row (`&emsp;↳`) for each of its companions in chapters.yml."""
+    import yaml
+
+    index = "".join("".join(c["source"]) for c in json.loads((ROOT / "nbs" / "index.ipynb").read_text())["cells"])
+    rows = re.findall(r"^\| (\*\*|&emsp;↳ )\[([\w.-]+)\]\(([\w.-]+)\.ipynb\)", index, re.M)
+    assert all(label == stem for _, label, stem in rows), "a row's link text should be its notebook's name"
+    table, chapter = {}, None
+    for kind, _, stem in rows:
+        if kind == "**":
+            chapter = stem
+            table[chapter] = []
+        else:
+            assert chapter is not None, f"companion row {stem} before any chapter row"
+            table[chapter].append(stem)
+    present = {nb.stem for nb in NBS}
+    grouping = yaml.safe_load((ROOT / "tools" / "docs_template" / "chapters.yml").read_text())
+    expected = {ch: [c for c in comps or [] if c in present] for ch, comps in grouping.items() if ch in present}
+    assert {ch: sorted(c) for ch, c in table.items()} == {ch: sorted(c) for ch, c in expected.items()}
+    assert sorted(s for s in present if s != "index") == sorted([*table, *(c for cs in table.values() for c in cs)])
