@@ -118,7 +118,7 @@ def main(argv=None):
     p.add_argument("--new-tokens", type=int, nargs="+", default=[32, 256])
     p.add_argument("--rounds", type=int, default=2, help="alternations per load point (default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=64)
-    p.add_argument("--single-rounds", type=int, default=7, help="interleaved rounds of the single stream (default: %(default)s)")
+    p.add_argument("--single-rounds", type=int, default=11, help="interleaved rounds of the single stream (default: %(default)s)")
     p.add_argument("--single-only", action="store_true", help="measure the single stream only, print it, write nothing")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args(argv)
