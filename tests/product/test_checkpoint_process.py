@@ -480,7 +480,7 @@ HOSTILE_CHECKPOINTS = [  # (file, extra arguments, what the message must say)
     ("config_weights_mismatch.pt", [], "does not match its stored weights"),
     ("config_unknown_key.pt", [], "cannot build a model"),
     ("random_bytes.pt", [], "not a checkpoint (damaged or not a torch file)"),
-    ("good.pt", ["--device", "cuda:7"], "is not a device this machine has"),
+    ("good.pt", ["--device", "cuda:7"], "--device 'cuda:7'"),  # tt-evaluate checks the device before loading
 ]
 
 
