@@ -393,7 +393,8 @@ def load_onnx_backend(path: Path, threads: int = 1) -> Backend:
 
 # %% ../nbs/08b_engine.ipynb #2a365beb
 SERVE_BACKENDS = {"torch": load_torch_backend, "onnx": load_onnx_backend}  # backend name -> loader
-SERVABLE_SUFFIXES = {".pt": "torch", ".safetensors": "torch", ".onnx": "onnx"}  # file suffix -> backend name
+# file suffix -> backend name: training checkpoints (.pt), plus every export format that names a serve backend
+SERVABLE_SUFFIXES = {".pt": "torch", **{f.suffix: f.serve_backend for f in EXPORT_FORMATS.values() if f.servable}}
 
 # %% ../nbs/08b_engine.ipynb #895257d2
 def load_backend(path: str | Path, backend: str = "auto", threads: int = 1) -> Backend:

@@ -278,10 +278,14 @@ class ExportFormat:
     suffix: str  # default file ending
     exporter: Callable  # (model, path, metadata, options: argparse.Namespace) -> Path
     loader: Callable  # (path, threads) -> (ids -> logits callable, metadata)
-    servable: bool  # tt-serve can generate text from this file
+    serve_backend: str | None  # the tt-serve backend that generates text from this file (None: not servable)
     summary: str  # one line for tt-export --help
     quantizable: bool = False  # --quantize int8 applies
     sniff: Callable | None = None  # recognise a file by content instead of its suffix
+
+    @property
+    def servable(self) -> bool:
+        return self.serve_backend is not None
 
     def recognises(self, path: Path) -> bool:
         return self.sniff(path) if self.sniff else path.name.endswith(self.suffix)
@@ -316,17 +320,17 @@ def _is_torchscript(path: Path) -> bool:
 
 # %% ../nbs/08_export.ipynb #35e8c852
 EXPORT_FORMATS: dict[str, ExportFormat] = {
-    "onnx": ExportFormat(".onnx", _export_onnx, _load_onnx, servable=True, quantizable=True,
+    "onnx": ExportFormat(".onnx", _export_onnx, _load_onnx, serve_backend="onnx", quantizable=True,
                          summary="ONNX with the KV cache (forward_with_past), for ONNX Runtime; what tt-serve serves"),
     "torch-export": ExportFormat(".pt2", lambda m, p, meta, o: export_torch_program(m, p, meta),
-                                 lambda p, threads=1: load_torch_program(p), servable=False,
+                                 lambda p, threads=1: load_torch_program(p), serve_backend=None,
                                  summary="torch.export ExportedProgram, forward(input_ids) -> logits"),
     "torchscript": ExportFormat(".torchscript.pt", lambda m, p, meta, o: export_torchscript(
                                     m, p, meta, method=o.torchscript_method),
-                                lambda p, threads=1: load_torchscript(p), servable=False, sniff=_is_torchscript,
+                                lambda p, threads=1: load_torchscript(p), serve_backend=None, sniff=_is_torchscript,
                                 summary="TorchScript (legacy), forward(input_ids) -> logits"),
     "safetensors": ExportFormat(".safetensors", lambda m, p, meta, o: export_safetensors(m, p, meta),
-                                lambda p, threads=1: load_model_for_export(p), servable=True,
+                                lambda p, threads=1: load_model_for_export(p), serve_backend="torch",
                                 summary="model-only weights + config + tokenizer; tt-serve's eager backend"),
 }
 

@@ -343,7 +343,7 @@ HOSTILE_CLI = [
      ["--model", "{d}/g.safetensors"], "cannot load it"),
     ("garbage .pt", {"g.pt": b"PK\x03\x04 random"}, ["--model", "{d}/g.pt"], "cannot load it"),
     ("empty .safetensors", {"e.safetensors": b""}, ["--model", "{d}/e.safetensors"], "cannot load it"),
-    ("unservable suffix", {"m.pt2": b"x"}, ["--model", "{d}/m.pt2"], "tt-serve serves .pt, .safetensors, .onnx"),
+    ("unservable suffix", {"m.pt2": b"x"}, ["--model", "{d}/m.pt2"], "tt-serve serves .pt, .onnx, .safetensors"),
     ("wrong --backend", {}, ["--model", "{st}", "--backend", "onnx"], "--backend onnx cannot open"),
     ("port 0", {}, ["--model", "{st}", "--port", "0"], "--port must be between 1 and 65535"),
     ("port 70000", {}, ["--model", "{st}", "--port", "70000"], "--port must be between 1 and 65535"),

@@ -241,8 +241,10 @@ def check_device(map_location: Any) -> None:
 def _unpickling_reason(error: BaseException) -> tuple[bool, str]:
     "(is it a refused global, i.e. code?, the most telling line of torch's message)."
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    first = next((line for line in lines if "Unsupported" in line), lines[0] if lines else type(error).__name__)
-    return "Unsupported global" in first or "not an allowed global" in first, first[:200]
+    first = next((line for line in lines if "unsupported" in line.lower()), lines[0] if lines else type(error).__name__)
+    # torch words it as "Unsupported global: GLOBAL x" or "unsupported GLOBAL x whose module y is blocked"
+    code = any(key in first.lower() for key in ("unsupported global", "not an allowed global"))
+    return code, first[:200]
 
 # %% ../../nbs/05_checkpoint_format.ipynb #500757c0
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
