@@ -296,7 +296,7 @@ def setup(self: Trainer) -> Trainer:
         self.lock = RunDirLock(self.run_dir).acquire()
     try:
         self._refuse_to_overwrite()
-        self.ckpt = CheckpointManager.from_config(self.run_dir / "checkpoints", self.config.checkpoint)
+        self.ckpt = CheckpointManager.from_config(self.config.checkpoint, self.run_dir / "checkpoints")
         plan = plan_resume(self.ckpt, self.resume_request, self.config)
         self.resume_notes, self.resume_diff, resume_path = plan.notes, plan.diff, plan.path
         if resume_path is not None:
