@@ -8,7 +8,7 @@ What it does, with the package's own CLIs (nothing here the learner cannot type)
 2. `tt-export --format safetensors` of the best checkpoint by val/loss (model-only: weights, config, tokenizer);
 3. the weights stored as float16 (halves the file; `load_model_safetensors` loads them into the float32 model),
    with the training command and the best val loss in the file's header, to nbs/assets/shakespeare_tiny.safetensors.
-Takes 10-20 minutes on one busy CPU core.
+Takes about 12 minutes on one busy CPU core (695 s here, best val/loss 1.685 at step 1400).
 """
 import argparse, json, shlex, subprocess, sys, tempfile
 from pathlib import Path
