@@ -7,7 +7,7 @@ bf16 + torch.compile; fused AdamW, SDPA attention, pinned non-blocking batches.
 --vocab 50304 gives GPT-2 small's own shape (its 50257 BPE tokens padded to a multiple of 64, as nanoGPT does):
 124M parameters instead of 85M, with a large, efficient head matmul in the FLOP mix. Tokens are random either way.
 
-FLOPs per token and the device's peak come from tiny_transformer.monitoring (6 x matmul weights incl. the
+FLOPs per token and the device's peak come from tiny_transformer.flops (6 x matmul weights incl. the
 tied head, plus 12 x layers x context x width for attention; dense bf16 peak by device name).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 import torch.nn.functional as F
 from tiny_transformer.model import TinyTransformerLM
-from tiny_transformer.monitoring import model_flops_per_token, peak_flops
+from tiny_transformer.flops import model_flops_per_token, peak_flops
 
 def run(steps: int, batch: int, seq: int, vocab: int = 65, compile_mode: str | None = None) -> dict:
     device = torch.device("cuda")

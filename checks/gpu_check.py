@@ -3,13 +3,16 @@
 
     PYTHONPATH=. python checks/gpu_check.py            # or: bash checks/gpu_check.sh
 
-On CUDA it (1) runs the training notebook's cells tagged `gpu` (fp32, fp16 + GradScaler, bf16);
+On CUDA it (0) runs every code cell of nbs/07b_gpu.ipynb as plain Python (no Jupyter needed): fp32, AMP and
+AMP + torch.compile of a GPT-2-small-sized model, tokens/s and MFU, the bar plot; then the same three variants
+in fp16 + GradScaler (the T4 path) on this GPU; (1) runs the training notebook's cells tagged `gpu`;
 (2) measures a GPT-2-small-sized model (bf16, fused AdamW, SDPA flash attention, torch.compile):
 tokens/s, MFU against the device's own peak, peak memory, and the bf16-vs-fp32 and compile-vs-eager
 speedups; (3) trains nanoGPT's published character-level Shakespeare configuration with the Trainer
 and reports validation loss and wall time; (4) saves, reloads and resumes a checkpoint on the GPU;
 (5) exports ONNX and runs it with ONNX Runtime (CUDA provider when available). Results go to
-bench/results/gpu-<device>.md. Without CUDA it says so and exits with status 3.
+bench/results/gpu-<device>.md (the 07b plot next to it). Without CUDA it says so and exits with status 3;
+--cpu-dry-run runs the same code on the CPU with a toy model (TT_GPU_DRY_RUN=1 makes the notebook take its GPU path).
 """
 from __future__ import annotations
 
@@ -49,12 +52,57 @@ def section(results: dict, name: str):
     return run
 
 
+# 0. The GPU notebook (nbs/07b_gpu.ipynb), run as plain Python ------------------------------------------
+def run_notebook_cells(path: Path, out_dir: Path, dry_run: bool) -> dict:
+    """Execute every code cell of `path` in one namespace, in order, from nbs/ (as Jupyter would), without
+    Jupyter: cells with IPython magics (the guarded Colab install) and `nbval-skip` cells are left out."""
+    import os
+
+    nb = json.loads(path.read_text())
+    os.environ["TT_GPU_OUT"] = str(out_dir)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    if dry_run:
+        os.environ["TT_GPU_DRY_RUN"] = "1"
+    ns: dict = {"__name__": "__main__"}
+    ran, skipped, cwd = 0, [], os.getcwd()
+    os.chdir(path.parent)
+    try:
+        for i, cell in enumerate(nb["cells"]):
+            src = "".join(cell["source"])
+            if cell["cell_type"] != "code":
+                continue
+            magic = any(l.lstrip().startswith(("%", "!")) for l in src.splitlines())
+            if magic or "nbval-skip" in cell.get("metadata", {}).get("tags", []):
+                skipped.append(i)
+                continue
+            try:
+                exec(compile(src, f"<{path.name} cell {i}>", "exec"), ns)
+            except ModuleNotFoundError as e:
+                if (e.name or "").split(".")[0] != "matplotlib":
+                    raise
+                skipped.append(i)  # the device machine may lack matplotlib: the table still prints
+                continue
+            ran += 1
+    finally:
+        os.chdir(cwd)
+    plot = out_dir / "gpu_throughput.png"
+    return {"cells_run": ran, "cells_skipped": skipped, "device": str(ns.get("device")), "rows": ns.get("rows"),
+            "plot": str(plot) if plot.is_file() else None}
+
+
+def amp_fp16_path(device: str) -> dict:
+    "The T4 path on this device: fp16 autocast + GradScaler, eager and compiled."
+    from tiny_transformer.amp import compare_precisions
+
+    return {"rows": compare_precisions(device, amp_dtype=torch.float16)}
+
+
 # 1. The training notebook's GPU cells ---------------------------------------------------------------
 def notebook_gpu_cells() -> dict:
     nb = json.loads((ROOT / "nbs" / "07_training.ipynb").read_text())
     cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "gpu" in c.get("metadata", {}).get("tags", [])]
-    if not cells:
-        raise RuntimeError("no cells tagged 'gpu' in nbs/07_training.ipynb")
+    if not cells:  # the mixed-precision cells moved to nbs/07b_gpu.ipynb (section amp_notebook)
+        return {"cells": 0}
     from tiny_transformer.data import prepare_corpus
     ns = {"__name__": "gpu_cells"}
     exec("import math, os, time, json, torch\nfrom pathlib import Path\n"
@@ -138,7 +186,8 @@ def onnx_runtime(run_dir: Path) -> dict:
     # opset 20, whose decomposed attention runs entirely on the GPU.
     ort_version = tuple(int(x) for x in ort.__version__.split(".")[:2])
     opset = 20 if providers[0] == "CUDAExecutionProvider" or ort_version < (1, 23) else ONNX_OPSET
-    export_onnx(model, path, export_metadata(model, tokenizer.state_dict(), "onnx"), opset=opset)
+    # the plain graph (input_ids -> logits); the default export is the KV-cached one (more inputs)
+    export_onnx(model, path, export_metadata(model, tokenizer.state_dict(), "onnx"), opset=opset, with_past=False)
     sess = ort.InferenceSession(str(path), providers=providers)
     ids = torch.randint(0, model.config["vocab_size"], (4, min(128, model.max_seq_len)))
     with torch.no_grad():
@@ -161,6 +210,13 @@ def write_report(results: dict, out_dir: Path, command: str) -> Path:
              f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
              f"- command: `{command}`",
              f"- torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}", ""]
+    for key, heading in (("amp_notebook", "nbs/07b_gpu.ipynb cells: fp32, AMP, AMP + torch.compile"),
+                         ("amp_fp16", "fp16 + GradScaler (the T4 path) on this device")):
+        a = results.get(key, {})
+        if a.get("ok") and a.get("rows"):
+            from tiny_transformer.amp import format_table
+
+            lines += [f"## {heading}", "", format_table(a["rows"]), ""]
     g = results.get("gpt2_small", {})
     if g.get("ok"):
         lines += ["## GPT-2-small-sized model (768 wide, 12 layers, 12 heads, context 1024, char vocabulary)", "",
@@ -187,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for gpu-<device>.md")
     parser.add_argument("--nanogpt-steps", type=int, default=5000)
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: amp,fp16,cells,gpt2,nanogpt")
     parser.add_argument("--cpu-dry-run", action="store_true",
                         help="without CUDA: run the Trainer, resume and ONNX sections on a tiny CPU model (tests the script)")
     args = parser.parse_args(argv)
@@ -196,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: CUDA is not available on this machine; this check needs an NVIDIA GPU. Nothing was run.",
               file=sys.stderr)
         return 3
+    try:  # the package and its pure-Python dependencies (the device machine has no nbdev, so maybe no fastcore)
+        import tiny_transformer.amp  # noqa: F401
+    except ModuleNotFoundError as e:
+        print(f"gpu_check: Python module {e.name!r} is missing on this machine. Run `bash checks/gpu_check.sh --prepare` "
+              "where it is installed and bring .gpudata/ along (it is put on the path), or install it.", file=sys.stderr)
+        return 2
     skip = set(filter(None, args.skip.split(",")))
     results: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)",
                      "torch": torch.__version__}
@@ -203,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         skip |= {"gpt2"}  # the notebook cells run on a CPU too (fp32)
     workdir = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     t0 = time.perf_counter()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if "amp" not in skip:
+        section(results, "amp_notebook")(run_notebook_cells, ROOT / "nbs" / "07b_gpu.ipynb", out_dir, device == "cpu")
+    if "fp16" not in skip:
+        section(results, "amp_fp16")(amp_fp16_path, device)
     if "cells" not in skip:
         section(results, "notebook_gpu_cells")(notebook_gpu_cells)
     if "gpt2" not in skip:
@@ -213,8 +281,6 @@ def main(argv: list[str] | None = None) -> int:
             section(results, "checkpoint_resume")(checkpoint_resume, Path(n["run_dir"]), device)
             section(results, "onnx")(onnx_runtime, Path(n["run_dir"]))
     results["total_seconds"] = round(time.perf_counter() - t0, 1)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     report = write_report(results, out_dir, "bash checks/gpu_check.sh")
     log(f"wrote {report}")
     return 0 if all(v.get("ok", True) for v in results.values() if isinstance(v, dict)) else 1

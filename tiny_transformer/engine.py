@@ -25,6 +25,7 @@ from fastcore.basics import patch
 
 from .data import tokenizer_from_state_dict
 from .export import EXPORT_FORMATS, load_model_for_export
+from .model import KVCache
 
 # %% ../nbs/08b_engine.ipynb #5bb8db89
 GREEDY_BELOW = 1e-5  # temperatures below this decode greedily (dividing by them would overflow float32)
@@ -133,13 +134,16 @@ class QueueFull(Exception):
 class Engine:
     "Continuous batching over a model with `forward_with_past`: sequences join and leave at step boundaries."
 
-    def __init__(self, model, config: dict, decode, max_batch: int = 16, max_queue: int = 64):
+    def __init__(self, model, config: dict, decode, max_batch: int = 16, max_queue: int = 64,
+                 single_row_cache: bool = True):  # a lone sequence decodes in the model's KVCache, like `generate`
         self.model, self.config, self.decode = model, dict(config), decode
         self.max_seq_len = int(config["max_seq_len"])
         self.max_batch, self.max_queue = max_batch, max_queue
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.past, self.mask, self.positions = None, None, None  # the running batch's cache
+        self.fast = single_row_cache and hasattr(model, "new_kv_cache")  # the eager model has a KVCache
+        self.cache: KVCache | None = None  # the single running sequence's in-place cache (fast path)
         self.steps = self.tokens_out = self.cancelled = 0  # counters for /health and the benchmark
         self._wake = threading.Condition()
         self._thread, self._stopping = None, False
@@ -187,19 +191,54 @@ def _join(a: torch.Tensor | None, b: torch.Tensor, dim: int) -> torch.Tensor:
     n = max(a.size(dim), b.size(dim))
     return torch.cat([_left_pad(a, n, dim), _left_pad(b, n, dim)], dim=0)
 
+# %% ../nbs/08b_engine.ipynb #99da3323
+@patch
+def _new_cache(self: Engine, length: int) -> KVCache:
+    "An empty batch-1 cache for this engine's model, `length` positions long."
+    c, p = self.config, self.model.tok_emb.weight
+    return KVCache(c["n_layers"], 1, c["n_heads"], length, c["d_model"] // c["n_heads"], device=p.device, dtype=p.dtype)
+
+# %% ../nbs/08b_engine.ipynb #f316e125
+@patch
+def _spill(self: Engine) -> None:
+    "Move the lone sequence out of its in-place cache into the batch's (k, v) past, mask and positions."
+    cache, self.cache = self.cache, None
+    if cache is not None:
+        n = cache.length
+        self.past = [(cache.k[i, :, :, :n], cache.v[i, :, :, :n]) for i in range(cache.k.size(0))]
+        self.mask, self.positions = torch.ones(1, n, dtype=torch.long), torch.tensor([n])
+
+# %% ../nbs/08b_engine.ipynb #ae31daa9
+@patch
+def _gather(self: Engine) -> None:
+    "Move a batch of one (unpadded) row back into an in-place cache."
+    n, cache = int(self.positions[0]), self._new_cache(self.max_seq_len)
+    for i, (k, v) in enumerate(self.past):
+        cache.k[i, :, :, :n].copy_(k[:, :, -n:])
+        cache.v[i, :, :, :n].copy_(v[:, :, -n:])
+    cache.length, self.cache = n, cache
+    self.past = self.mask = self.positions = None
+
 # %% ../nbs/08b_engine.ipynb #95c10eb0
 @patch
 def _prefill(self: Engine, seq: Sequence) -> None:
     "Run the prompt through the model, sample the first token, and add the sequence to the running batch."
-    n = len(seq.prompt_ids)
-    ids = torch.tensor([seq.prompt_ids])
-    logits, present = self.model.forward_with_past(ids, torch.arange(n).unsqueeze(0), torch.ones(1, n, dtype=torch.long),
-                                                   self.model.empty_past(1))
-    token = sample_tokens(logits[:, -1], [seq.params], [seq.generator])
-    seq.last = int(token)
+    n, ids = len(seq.prompt_ids), torch.tensor([seq.prompt_ids])
+    if self.fast:  # the model's own cached forward; a lone sequence keeps its cache
+        cache = self._new_cache(self.max_seq_len if not self.running else n)
+        logits = self.model(ids, cache)
+        present = [(cache.k[i, :, :, :n], cache.v[i, :, :, :n]) for i in range(cache.k.size(0))]
+    else:
+        logits, present = self.model.forward_with_past(ids, torch.arange(n).unsqueeze(0),
+                                                       torch.ones(1, n, dtype=torch.long), self.model.empty_past(1))
+    seq.last = int(sample_tokens(logits[:, -1], [seq.params], [seq.generator]))
     if seq.append(seq.last):
         seq.finish()
         return
+    if self.fast and not self.running:
+        self.cache, self.running = cache, [seq]
+        return
+    self._spill()
     self.past = [(_join(None if self.past is None else pk, k, 2), _join(None if self.past is None else pv, v, 2))
                  for (k, v), (pk, pv) in zip(present, self.past or [(None, None)] * len(present))]
     self.mask = _join(self.mask, torch.ones(1, n, dtype=torch.long), 1)
@@ -214,13 +253,15 @@ def _keep(self: Engine, keep: list[int]) -> None:
         return
     self.running = [self.running[i] for i in keep]
     if not keep:
-        self.past = self.mask = self.positions = None
+        self.past = self.mask = self.positions = self.cache = None
         return
     rows = torch.tensor(keep)
     mask = self.mask[rows]
     first = int((mask.sum(0) > 0).nonzero()[0])  # the first column some row still uses
     self.mask, self.positions = mask[:, first:], self.positions[rows]
     self.past = [(k[rows, :, first:], v[rows, :, first:]) for k, v in self.past]
+    if self.fast and len(keep) == 1:
+        self._gather()
 
 # %% ../nbs/08b_engine.ipynb #5c3e033c
 @patch
@@ -252,9 +293,12 @@ def step(self: Engine) -> int:
         return 0
     B = len(self.running)
     ids = torch.tensor([[s.last] for s in self.running])
-    self.mask = torch.cat([self.mask, torch.ones(B, 1, dtype=torch.long)], dim=1)
-    logits, self.past = self.model.forward_with_past(ids, self.positions.unsqueeze(1), self.mask, self.past)
-    self.positions = self.positions + 1
+    if self.cache is not None:  # one sequence: in place, no mask, as in `generate`
+        logits = self.model(ids, self.cache)
+    else:
+        self.mask = torch.cat([self.mask, torch.ones(B, 1, dtype=torch.long)], dim=1)
+        logits, self.past = self.model.forward_with_past(ids, self.positions.unsqueeze(1), self.mask, self.past)
+        self.positions = self.positions + 1
     tokens = sample_tokens(logits[:, -1], [s.params for s in self.running], [s.generator for s in self.running])
     keep = []
     for i, (seq, token) in enumerate(zip(self.running, tokens.tolist())):
@@ -281,7 +325,7 @@ def _loop(self: Engine) -> None:
         except Exception as e:  # a model error fails this batch, not the engine
             for seq in self.running:
                 seq.sink({"type": "error", "message": f"generation failed: {e}"})
-            self.running, self.past, self.mask, self.positions = [], None, None, None
+            self.running, self.past, self.mask, self.positions, self.cache = [], None, None, None, None
 
 # %% ../nbs/08b_engine.ipynb #0fa64e19
 @patch

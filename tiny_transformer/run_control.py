@@ -14,11 +14,12 @@ import torch
 from fastcore.basics import patch
 
 from .config import ExperimentConfig, config_diff, format_config_diff
-from .utils.checkpoint import CheckpointError, CheckpointManager, read_checkpoint
+from .utils.checkpoint import (CheckpointManager, NoUsableCheckpointError, ResumePlan,
+                                               read_checkpoint)
 
 # %% auto #0
 __all__ = ['ARCHITECTURE_KEYS', 'FaultPlan', 'DistributedContext', 'RunDirBusyError', 'RunDirLock', 'ResumeError',
-           'NonFiniteLossError', 'ResumePlan', 'plan_resume']
+           'NonFiniteLossError', 'TrainingResume', 'resume_for_training']
 
 # %% ../nbs/06f_run_control.ipynb #fcc82606
 @dataclass
@@ -151,48 +152,45 @@ class NonFiniteLossError(RuntimeError):
 ARCHITECTURE_KEYS = ("model.vocab_size", "model.d_model", "model.n_heads", "model.n_layers", "model.d_ff",
                      "model.max_seq_len", "data.tokenizer")
 
-# %% ../nbs/06f_run_control.ipynb #b5261ef7
+# %% ../nbs/06f_run_control.ipynb #c81e41b7
 @dataclass
-class ResumePlan:
-    "What `plan_resume` decided: the file (None: start fresh), notes on skipped files, changed settings."
+class TrainingResume:
+    "The manager's `ResumePlan` (file and events) plus the settings that changed since that checkpoint was written."
 
-    path: Path | None = None
-    notes: list[str] = field(default_factory=list)
+    plan: ResumePlan
     diff: dict = field(default_factory=dict)
 
-# %% ../nbs/06f_run_control.ipynb #d5360916
-def _resume_candidate(manager: CheckpointManager, request: str) -> tuple[Path | None, list[str]]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            path = manager.resolve_resume(request)
-        except CheckpointError as e:  # a manager that raises for damaged checkpoints itself
-            raise ResumeError(f"--resume {request}: {e}") from None
-        except FileNotFoundError:
-            raise ResumeError(f"--resume {request}: no such checkpoint file; pass an existing checkpoint, or "
-                              "--resume auto to continue this run from its newest checkpoint") from None
-    notes = [str(w.message) for w in caught]
-    files = sorted(p.name for p in manager.checkpoint_dir.glob("*.pt"))
-    if path is None and files:
-        why = "\n  ".join(notes) or f"files: {', '.join(files)}"
-        raise ResumeError(f"--resume {request}: {manager.checkpoint_dir} holds checkpoints, but none is usable:\n"
-                          f"  {why}\nRestore a good copy, resume from a file with --resume PATH, or start a new "
-                          "run under another name (name=...).")
-    return path, notes
+    @property
+    def path(self) -> Path | None:
+        return self.plan.path
 
-# %% ../nbs/06f_run_control.ipynb #4b6bc0fd
-def plan_resume(manager: CheckpointManager, request: str | None, config: ExperimentConfig) -> ResumePlan:
+# %% ../nbs/06f_run_control.ipynb #25bf8da8
+def _manager_plan(manager: CheckpointManager, request: str) -> ResumePlan:
+    "The manager's plan, with its refusals reworded as what to do with `--resume`."
+    try:
+        return manager.plan_resume(request)
+    except NoUsableCheckpointError as e:
+        why = "\n  ".join(f"{name}: {reason}" for name, reason in e.problems)
+        raise ResumeError(f"--resume {request}: {manager.checkpoint_dir} holds checkpoints, but none is usable:\n"
+                          f"  {why}\nRestore a good copy, resume from a file with --resume PATH, or start a new run "
+                          "under another name (name=...).") from None
+    except FileNotFoundError:
+        raise ResumeError(f"--resume {request}: no such checkpoint file; pass an existing checkpoint, or "
+                          "--resume auto to continue this run from its newest checkpoint") from None
+
+# %% ../nbs/06f_run_control.ipynb #de5ff20d
+def resume_for_training(manager: CheckpointManager, request: str | None, config: ExperimentConfig) -> TrainingResume:
     "Which checkpoint `request` ('auto' or a path) resumes from, checked against `config`; reads only."
-    if request is None:
-        return ResumePlan()
-    path, notes = _resume_candidate(manager, request)
-    if path is None:
-        return ResumePlan(None, notes)
-    stored = read_checkpoint(path).get("config") or {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # each skipped file is an event in the plan, logged as a JSON line
+        plan = _manager_plan(manager, request) if request is not None else manager.plan_resume(None)
+    if plan.path is None:
+        return TrainingResume(plan)
+    stored = read_checkpoint(plan.path).get("config") or {}
     diff = {k: v for k, v in config_diff(stored, config).items() if k != "checkpoint.resume"}
     fixed = {k: v for k, v in diff.items() if k in ARCHITECTURE_KEYS}
     if fixed:
-        raise ResumeError(f"cannot resume from {path}: its architecture differs from this config, so its weights "
+        raise ResumeError(f"cannot resume from {plan.path}: its architecture differs from this config, so its weights "
                           f"cannot load:\n{format_config_diff(fixed, labels=('checkpoint', 'this config'))}\n"
                           "Drop those overrides to continue the run, or start a new run under another name (name=...).")
-    return ResumePlan(path, notes, diff)
+    return TrainingResume(plan, diff)

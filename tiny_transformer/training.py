@@ -24,7 +24,8 @@ from .config import ConfigError, ExperimentConfig, format_config_diff, resolve_p
 from .data import CorpusData, RandomWindowSampler, fixed_batches, prepare_corpus, to_device
 from .model import TinyTransformerLM
 from .monitoring import TrainingMonitor
-from .run_control import DistributedContext, FaultPlan, NonFiniteLossError, RunDirLock, plan_resume
+from .run_control import (DistributedContext, FaultPlan, NonFiniteLossError, RunDirLock,
+                                          resume_for_training)
 from .schedules import (apply_schedule, configure_optimizer, get_lr_scheduler,
                                         get_cosine_schedule_with_warmup)  # the chapter imports it from here
 from .steps import (AMP_DTYPES, clip_and_step, evaluate, forward_backward, sample_text,
@@ -61,7 +62,7 @@ class Trainer:
         self.last_sample = ""  # the final sample, once there is one
         self.stop_signal: str | None = None  # "SIGINT"/"SIGTERM" when a signal ended the run
         self.logger = self.tracker = self.ckpt = self.monitor = self.lock = None
-        self.resume_notes: list[str] = []  # what the resume skipped, for the log
+        self.resume_events: list[dict] = []  # every resume decision (chosen, skipped and why), for the JSON log
         self.resume_diff: dict = {}  # settings changed since the checkpoint was written
         self._closed = False
         self._build_model()
@@ -297,8 +298,8 @@ def setup(self: Trainer) -> Trainer:
     try:
         self._refuse_to_overwrite()
         self.ckpt = CheckpointManager.from_config(self.config.checkpoint, self.run_dir / "checkpoints")
-        plan = plan_resume(self.ckpt, self.resume_request, self.config)
-        self.resume_notes, self.resume_diff, resume_path = plan.notes, plan.diff, plan.path
+        resume = resume_for_training(self.ckpt, self.resume_request, self.config)
+        self.resume_events, self.resume_diff, resume_path = resume.plan.events, resume.diff, resume.path
         if resume_path is not None:
             self.load_state(resume_path)
     except BaseException:
@@ -335,14 +336,9 @@ def _release_lock(self: Trainer) -> None:
 def _log_resume(self: Trainer, path: Path | None) -> None:
     if self.lock is not None and self.lock.stale_pid:
         self.logger.warning("took over the lock of a trainer that died without releasing it", pid=self.lock.stale_pid)
-    for note in self.resume_notes:
-        self.logger.warning("resume: skipped a checkpoint", detail=note)
-    if self.resume_request is None:
-        return
-    if path is None:
-        self.logger.info("resume: no checkpoint yet, starting fresh", resume=str(self.resume_request))
-        return
-    self.logger.info("resume: continuing from a checkpoint", checkpoint=str(path), step=self.global_step)
+    for event in self.resume_events if self.resume_request is not None else []:  # one JSON line per decision
+        log = self.logger.warning if event["event"] == "resume_skipped" else self.logger.info
+        log(f"resume: {event['event'].removeprefix('resume_').replace('_', ' ')}", **event)
     if self.resume_diff:
         changes = {k: [a, b] for k, (a, b) in self.resume_diff.items()}
         self.logger.warning("resume: settings differ from the checkpoint's run", changes=changes)

@@ -10,8 +10,10 @@ runs, and nbconvert renders the result:
    `_proc/`: `#| hide` and `#| export` cells removed, a `show_doc` API reference after every exported
    definition, the title and subtitle moved into front matter.
 2. Each processed notebook becomes one static HTML page in `_docs/` (named by nbdev's `output-file`,
-   as Quarto would), with a sidebar listing every notebook in order. Quarto cell options that nbdev
-   leaves behind (`#| echo: false`, `#| output: asis`, ...) are applied and then stripped, widget
+   as Quarto would), with a sidebar listing every notebook in order, companion notebooks nested
+   under their chapter (tools/docs_template/chapters.yml). Quarto cell options that nbdev leaves behind (`#| echo: false`,
+   `#| output: asis`, `#| code-fold: true` with its `#| code-summary`: a solution folded in a
+   `<details>` element, as Quarto folds it) are applied and then stripped, widget
    outputs are replaced by a static snapshot (the Output widgets' captured plots when the notebook
    holds widget state, else a short note), and links to the notebooks and to the published site are
    made relative so that the site works offline.
@@ -54,6 +56,13 @@ body.tt-page { margin: 0; padding: 0; display: block; }
 .tt-nav a { display: block; padding: 0.3rem 0.5rem; border-radius: 4px; color: #24292f; text-decoration: none; }
 .tt-nav a:hover { background: #e8ebef; }
 .tt-nav a.tt-current { background: #dbe7fb; font-weight: 600; color: #0b4fb3; }
+.tt-companions { list-style: none; margin: 0.1rem 0 0.4rem 0.9rem; padding: 0 0 0 0.4rem;
+  border-left: 2px solid #dde1e6; font-size: 13px; }
+.tt-companions a { padding: 0.2rem 0.5rem; color: #57606a; }
+details.tt-fold { margin: 0.4rem 0 0.8rem; border: 1px solid #dde1e6; border-radius: 4px; }
+details.tt-fold > summary { cursor: pointer; padding: 0.35rem 0.7rem; color: #0b4fb3; font-family: var(--jp-ui-font-family);
+  font-size: 14px; user-select: none; }
+details.tt-fold[open] > summary { border-bottom: 1px solid #dde1e6; }
 .tt-main { margin-left: var(--tt-sidebar-width); padding: 1.5rem 2.5rem 3rem; max-width: 980px; }
 .tt-header { margin-bottom: 1.5rem; border-bottom: 1px solid #dde1e6; }
 .tt-title { font-size: 2.1rem; margin: 0.4rem 0; }
@@ -111,6 +120,30 @@ def process_notebooks(nbs_path: Path, paths: list[Path], proc: Path) -> dict[Pat
             cause = f"\n  caused by {type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else ""
             failed[src] = f"{exc}{cause}"
     return failed
+
+
+def mixed_import_cells(nb_path: Path) -> list[str]:
+    """The cells nbdev warns about ("Found cells containing imports and other code"): not exported, with an
+    import and other statements. nbdev runs each (hidden ones too) but not the plain cells between, so any of
+    them that uses a name from another cell fails the build: the owner moves its imports to a cell of their own."""
+    import ast
+    import json
+
+    found = []
+    for i, cell in enumerate(json.loads(nb_path.read_text(encoding="utf-8"))["cells"]):
+        src = "".join(cell["source"])
+        if cell["cell_type"] != "code" or "nbdev_export()" in src or re.search(r"^#\|\s*export", src, re.M):
+            continue
+        try:
+            tree = ast.parse("\n".join("" if l.lstrip().startswith(("%", "!")) else l for l in src.splitlines()))
+        except SyntaxError:
+            continue
+        nodes = list(ast.walk(tree))
+        if any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in nodes) and any(
+                isinstance(n, (ast.Expr, ast.Assign)) for n in nodes):
+            first = next((l for l in src.splitlines() if l.strip() and not l.startswith("#|")), "")
+            found.append(f"cell {i}: {first[:70]}")  # its index in the .ipynb, from 0
+    return found
 
 
 def front_matter(nb) -> dict:
@@ -221,6 +254,9 @@ def prepare_cells(nb) -> None:
             else:
                 outputs.append(o)
         cell.outputs = outputs
+        if opts.get("code-fold") in ("true", "show"):  # a solution: folded until the reader opens it
+            cell.metadata["tt_fold"] = opts.get("code-summary") or "Code"  # Quarto's default summary
+            cell.metadata["tt_fold_open"] = opts["code-fold"] == "show"
         if opts.get("echo") == "false" or not cell.source.strip():
             cell.metadata.setdefault("transient", {})["remove_source"] = True
         if cell.source.strip() or cell.outputs:
@@ -295,6 +331,38 @@ def inline_markdown(text: str) -> str:
     return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
 
 
+_re_nb_number = re.compile(r"^(\d+)([a-z]*)_")
+
+
+def load_chapters(path: Path = TEMPLATES / "chapters.yml") -> dict[str, list[str]]:
+    "{chapter notebook stem: [its companion notebooks' stems]}, from tools/docs_template/chapters.yml."
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return {str(k): [str(c) for c in v or []] for k, v in (data or {}).items()}
+
+
+def group_chapters(pages: list[dict], chapters: dict[str, list[str]]) -> list[dict]:
+    """The sidebar: pages in order, each companion notebook nested under its chapter (in name order)
+    instead of at the top level. `chapters` names the companions of each chapter; a notebook it does
+    not name whose number has a letter (`03b_...`) is a companion of the unlettered notebook with that
+    number when there is exactly one, and every other notebook is a top-level entry."""
+    stem = {p["href"]: Path(p["source"]).stem for p in pages}
+    href_of = {s: h for h, s in stem.items()}
+    chapter_of = {href_of[c]: href_of[ch] for ch, comps in chapters.items() if ch in href_of
+                  for c in comps if c in href_of and c != ch}
+    for h, s in stem.items():
+        m = _re_nb_number.match(s)
+        if h in chapter_of or s in chapters or not m or not m.group(2):
+            continue
+        same = [o for o, t in stem.items() if (n := _re_nb_number.match(t)) and n.groups() == (m.group(1), "")]
+        if len(same) == 1:
+            chapter_of[h] = same[0]
+    entries = {p["href"]: dict(href=p["href"], title=p["title"], companions=[]) for p in pages}
+    for p in pages:
+        if p["href"] in chapter_of:
+            entries[chapter_of[p["href"]]]["companions"].append(entries[p["href"]])
+    return [entries[p["href"]] for p in pages if p["href"] not in chapter_of]
+
+
 def render_site(cfg, proc: Path, out: Path, paths: list[Path], nbs_path: Path) -> list[Path]:
     "One HTML page per processed notebook in `paths`, each with a sidebar listing them all."
     import nbformat
@@ -308,10 +376,14 @@ def render_site(cfg, proc: Path, out: Path, paths: list[Path], nbs_path: Path) -
         href = str(Path(fm.get("output-file") or rel.with_suffix(".html").name))
         pages.append(dict(nb=nb, href=href, title=str(fm.get("title") or src.stem),
                           description=str(fm.get("description") or ""), source=f"nbs/{rel}"))
-    nav = [dict(href=p["href"], title=p["title"]) for p in pages]
+    nav = group_chapters(pages, load_chapters())
     pages_by_stem = {Path(p["source"]).stem: p["href"] for p in pages}
     site_url = f"{cfg.get('doc_host', '')}{cfg.get('doc_baseurl', '')}".rstrip("/")
 
+    # In a venv that reuses the system's site-packages, nbconvert's templates live under the base prefix.
+    base_share = Path(sys.base_prefix) / "share" / "jupyter"
+    if (base_share / "nbconvert" / "templates" / "lab").is_dir():
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (os.environ.get("JUPYTER_PATH"), str(base_share)) if p)
     exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATES)], template_name="tt_docs",
                             exclude_input_prompt=True, exclude_output_prompt=True)
     shutil.rmtree(out, ignore_errors=True)
@@ -367,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         for src, err in failed.items():
             log(f"FAILED: nbdev could not process {src.relative_to(nbs_path.parent)}: {err}")
+            mixed = mixed_import_cells(src)
+            if mixed:
+                log(f"  its cells that mix imports with other code (nbdev runs them, skipping the cells between): {len(mixed)}")
+                for line in mixed:
+                    log(f"    {line}")
         log("nbdev runs the exported cells and every cell holding an import (to render show_doc); a cell that "
             "imports and also uses names defined in other cells fails. Keep imports in cells of their own.")
         return 1

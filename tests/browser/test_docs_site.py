@@ -23,7 +23,8 @@ NBS = sorted((ROOT / "nbs").glob("*.ipynb"), key=lambda p: (p.stem != "index", p
 # Text that must never reach a reader: nbdev/Quarto directives and nbval markers.
 LEAKS = re.compile(r"#\s*\||NBVAL_|nbval-(skip|ignore-output|check-output|raise)|\{target=")
 # Text that only `#| hide` cells hold (the Colab install cell, the export cell): hidden cells must not show.
-HIDDEN = ("google.colab", "nbdev_export()")
+# (A visible cell may mention google.colab: 07_training's TensorBoard-in-Colab cell does.)
+HIDDEN = ('%pip install -q "tiny_transformer[all]', "nbdev_export()")
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +53,33 @@ def visited(site):
             page.on("requestfailed", lambda req, errors=errors: errors.append(f"request failed: {req.url}"))
             response = page.goto(f"{base}/{name}", wait_until="load")
             page.wait_for_load_state("networkidle")
+            # The solution folds as a reader first sees them: closed, their code not rendered.
+            folds = page.evaluate("""() => [...document.querySelectorAll('details.tt-fold')].map(d => {
+                const code = d.querySelector('.jp-InputArea');
+                const exercise = [...document.querySelectorAll('h1, h2, h3, h4')].some(
+                    h => /Exercise/.test(h.innerText) && (h.compareDocumentPosition(d) & Node.DOCUMENT_POSITION_FOLLOWING));
+                return {summary: d.querySelector(':scope > summary').innerText.trim(), open: d.open,
+                        codeShown: !!code && code.checkVisibility(), afterExercise: exercise};
+            })""")
+            # Everything else is checked with the folds open, so the solutions' text is checked too.
+            page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
             info = page.evaluate("""() => ({
                 text: document.body.innerText,
                 images: [...document.images].map(i => ({src: i.src.slice(0, 80), ok: i.complete && i.naturalWidth > 0})),
                 links: [...document.querySelectorAll('a[href]')].map(a => a.href),
                 ids: [...document.querySelectorAll('[id]')].map(e => e.id),
-                nav: [...document.querySelectorAll('.tt-sidebar .tt-nav a')].map(a => a.getAttribute('href')),
+                nav: [...document.querySelectorAll('.tt-sidebar .tt-nav > li')].map(li => {
+                    const a = li.querySelector(':scope > a'), left = a.getBoundingClientRect().left;
+                    return {href: a.getAttribute('href'), companions: [...li.querySelectorAll(':scope > ol a')].map(
+                        c => ({href: c.getAttribute('href'), indent: c.getBoundingClientRect().left - left}))};
+                }),
                 title: (document.querySelector('.tt-title') || {}).innerText || '',
                 apiHeadings: document.querySelectorAll('.jp-RenderedMarkdown h3').length,
                 codeCells: document.querySelectorAll('.jp-CodeCell .jp-InputArea').length,
                 widgetPlaceholders: document.body.innerText.includes('Loading widget'),
             })""")
             page.screenshot(path=str(screenshot_path(f"docs-{Path(name).stem}.png")), full_page=True)
-            results[name] = dict(status=response.status, errors=errors, **info)
+            results[name] = dict(status=response.status, errors=errors, folds=folds, **info)
             page.close()
         # Every same-origin link target, fetched over real HTTP.
         targets = {urldefrag(l)[0] for r in results.values() for l in r["links"] if l.startswith(base)}
@@ -89,6 +104,26 @@ def visible_images(nb: Path) -> int:
     return count
 
 
+def solution_cells(nb: Path) -> int:
+    "Code cells Quarto folds (`#| code-fold: true`): the exercises' solutions."
+    return sum(1 for cell in json.loads(nb.read_text())["cells"] if cell["cell_type"] == "code"
+               and re.search(r"^#\|\s*code-fold:\s*true\b", "".join(cell["source"]), re.M))
+
+
+def has_exercises(nb: Path) -> bool:
+    return any(cell["cell_type"] == "markdown" and re.search(r"^#+\s.*\bExercises?\b", "".join(cell["source"]), re.M)
+               for cell in json.loads(nb.read_text())["cells"])
+
+
+def chapters() -> dict[str, list[str]]:
+    "tools/docs_template/chapters.yml, restricted to the notebooks in nbs/: {chapter page: [companion pages]}."
+    import yaml
+
+    page = dict(zip((nb.stem for nb in NBS), expected_pages()))
+    data = yaml.safe_load((ROOT / "tools" / "docs_template" / "chapters.yml").read_text())
+    return {page[ch]: [page[c] for c in comps or [] if c in page] for ch, comps in data.items() if ch in page}
+
+
 def expected_pages() -> list[str]:
     "The page nbdev names for each notebook (its front matter's output-file, as Quarto would: 03_logging -> logging.html)."
     from nbdev.doclinks import _nbpath2html
@@ -97,12 +132,60 @@ def expected_pages() -> list[str]:
 
 
 def test_every_notebook_has_a_page_in_the_sidebar(visited):
-    pages = visited["pages"]
-    assert sorted(pages) == sorted(expected_pages())
+    """Every notebook once in the sidebar: chapters at the top level, index first then in name order, each
+    with its companion notebooks (tools/docs_template/chapters.yml) nested and indented under it."""
+    pages, order = visited["pages"], expected_pages()
+    assert sorted(pages) == sorted(order)
+    grouping = chapters()
+    companions = {c for comps in grouping.values() for c in comps}
     for name, page in pages.items():
         assert page["status"] == 200
-        assert page["nav"] == expected_pages(), f"{name}: the sidebar must list every notebook, index first, in order"
+        top = [entry["href"] for entry in page["nav"]]
+        listed = top + [c["href"] for entry in page["nav"] for c in entry["companions"]]
+        assert sorted(listed) == sorted(order), f"{name}: the sidebar must list every notebook exactly once"
+        assert top == [p for p in order if p in top] and top[0] == "index.html", f"{name}: chapters out of order: {top}"
+        for entry in page["nav"]:
+            nested = [c["href"] for c in entry["companions"]]
+            assert set(nested) == set(grouping.get(entry["href"], [])) | (set(nested) - companions), \
+                f"{name}: {entry['href']} should have the companions {grouping.get(entry['href'], [])}, has {nested}"
+            assert nested == [p for p in order if p in nested], f"{name}: companions of {entry['href']} out of order"
+            assert all(c["indent"] >= 8 for c in entry["companions"]), f"{name}: companions of {entry['href']} not indented"
         assert page["title"].strip(), f"{name} has no title"
+    assert companions and companions.isdisjoint(grouping), "chapters.yml: a chapter cannot be a companion"
+
+
+def test_solutions_are_folded(visited):
+    """Each solution cell (`#| code-fold: true`) is one fold on its page, closed, its code hidden, after an
+    exercise heading; every notebook with exercises has solutions, and as many folds as solutions."""
+    for nb, name in zip(NBS, expected_pages()):
+        folds, n = visited["pages"][name]["folds"], solution_cells(nb)
+        assert len(folds) == n, f"{name}: {len(folds)} folds on the page, {nb.name} has {n} solution cells"
+        if has_exercises(nb):
+            assert n > 0, f"{nb.name} has exercises but no folded solution (`#| code-fold: true`)"
+        for i, fold in enumerate(folds):
+            assert fold["summary"] and not fold["open"] and not fold["codeShown"], f"{name}: solution {i + 1} is not folded: {fold}"
+            assert fold["afterExercise"], f"{name}: fold {i + 1} ({fold['summary']!r}) is not under an exercise heading"
+
+
+def test_a_solution_opens_when_its_summary_is_clicked(site):
+    "In the browser: a solution's code and output are hidden until the reader clicks its summary, shown after."
+    page_name = next(name for nb, name in zip(NBS, expected_pages())
+                     if any('code-summary: "Show solution"' in "".join(c["source"]) for c in json.loads(nb.read_text())["cells"]))
+    with serve_directory(site) as base, browser_context() as context:
+        page = context.new_page()
+        page.goto(f"{base}/{page_name}", wait_until="load")
+        fold = page.locator("details.tt-fold").first
+        summary, code = fold.locator(":scope > summary"), fold.locator(".jp-InputArea").first
+        assert summary.inner_text().strip() == "Show solution"
+        assert summary.is_visible() and not code.is_visible()
+        outputs = fold.locator(".jp-OutputArea-output")
+        assert outputs.count() > 0 and not outputs.first.is_visible(), "the solution's output should be folded too"
+        summary.click()
+        code.wait_for(state="visible", timeout=5000)
+        assert code.is_visible() and outputs.first.is_visible() and fold.evaluate("d => d.open")
+        page.screenshot(path=str(screenshot_path("docs-solution-open.png")), full_page=False)
+        summary.click()
+        code.wait_for(state="hidden", timeout=5000)
 
 
 @pytest.mark.parametrize("name", expected_pages())
@@ -212,4 +295,29 @@ def test_build_names_a_notebook_nbdev_cannot_process(tmp_path):
     assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
     assert "FAILED: nbdev could not process nbs/01_bad.ipynb" in res.stdout
     assert "NameError: name 'x' is not defined" in res.stdout
+    assert "cells that mix imports with other code (nbdev runs them, skipping the cells between): 1" in res.stdout
+    assert "cell 4: import math" in res.stdout  # the notebook's cell to split, counted as Jupyter shows them (from 0)
     assert (tmp_path / "_docs" / "good.html").is_file() and not (tmp_path / "_docs" / "bad.html").exists()
+
+
+def test_readme_table_groups_notebooks_as_the_sidebar():
+    """The README's notebook table (nbs/index.ipynb) and the docs sidebar group the notebooks the same way:
+    a bold chapter row, then an indented row (`&emsp;↳`) for each of its companions in chapters.yml."""
+    import yaml
+
+    index = "".join("".join(c["source"]) for c in json.loads((ROOT / "nbs" / "index.ipynb").read_text())["cells"])
+    rows = re.findall(r"^\| (\*\*|&emsp;↳ )\[([\w.-]+)\]\(([\w.-]+)\.ipynb\)", index, re.M)
+    assert all(label == stem for _, label, stem in rows), "a row's link text should be its notebook's name"
+    table, chapter = {}, None
+    for kind, _, stem in rows:
+        if kind == "**":
+            chapter = stem
+            table[chapter] = []
+        else:
+            assert chapter is not None, f"companion row {stem} before any chapter row"
+            table[chapter].append(stem)
+    present = {nb.stem for nb in NBS}
+    grouping = yaml.safe_load((ROOT / "tools" / "docs_template" / "chapters.yml").read_text())
+    expected = {ch: [c for c in comps or [] if c in present] for ch, comps in grouping.items() if ch in present}
+    assert {ch: sorted(c) for ch, c in table.items()} == {ch: sorted(c) for ch, c in expected.items()}
+    assert sorted(s for s in present if s != "index") == sorted([*table, *(c for cs in table.values() for c in cs)])

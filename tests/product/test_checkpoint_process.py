@@ -243,11 +243,12 @@ with GracefulShutdown() as shutdown:
             print("EMERGENCY", path.name, shutdown.signal_name, flush=True)
             break
 print("DONE", flush=True)
+sys.exit(shutdown.exit_code)  # 130 after SIGINT, 143 after SIGTERM: a scheduler can tell it from a finished run
 """
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_first_signal_finishes_the_step_saves_and_exits_cleanly(tmp_path, sig):
+def test_first_signal_finishes_the_step_saves_and_exits_as_interrupted(tmp_path, sig):
     folder = tmp_path / "ckpt"
     proc = start(TRAIN_UNTIL_SIGNAL, folder)
     try:
@@ -256,7 +257,7 @@ def test_first_signal_finishes_the_step_saves_and_exits_cleanly(tmp_path, sig):
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == 128 + sig, (proc.returncode, err[-3000:])  # 130 SIGINT, 143 SIGTERM; 0 means "finished"
     lines = out.strip().splitlines()
     assert lines[-1] == "DONE"
     emergency = [line for line in lines if line.startswith("EMERGENCY")]
@@ -458,3 +459,64 @@ def test_resume_auto_with_only_damaged_checkpoints_stops_and_says_why(tmp_path):
     assert "checkpoint_00000002.pt: its size is" in report["message"] or "SHA-256" in report["message"], report
     assert "checkpoint_00000001.pt" in report["message"]
     assert [e["event"] for e in report["events"]] == ["resume_skipped", "resume_skipped"]
+
+
+# --- hostile checkpoint files: errors that blame the right thing --------------------------------------------
+
+MAKE_FILES = """
+good = save_checkpoint(os.path.join(run_dir, "good.pt"), model, tokenizer=corpus.tokenizer)
+state = torch.load(good, weights_only=True)
+state["model_config"]["d_model"] = 64          # the config says 64, the weights are 32
+torch.save(state, os.path.join(run_dir, "config_weights_mismatch.pt"))
+state = torch.load(good, weights_only=True)
+state["model_config"]["d_modell"] = 32         # a key the model does not take
+torch.save(state, os.path.join(run_dir, "config_unknown_key.pt"))
+with open(os.path.join(run_dir, "random_bytes.pt"), "wb") as f:
+    f.write(bytes([0x80, 0x02]) + os.urandom(5000))  # starts like a pickle, is not one
+print("MADE")
+"""
+
+HOSTILE_CHECKPOINTS = [  # (file, extra arguments, what the message must say)
+    ("config_weights_mismatch.pt", [], "does not match its stored weights"),
+    ("config_unknown_key.pt", [], "cannot build a model"),
+    ("random_bytes.pt", [], "not a checkpoint (damaged or not a torch file)"),
+    ("good.pt", ["--device", "cuda:7"], "--device 'cuda:7'"),  # tt-evaluate checks the device before loading
+]
+
+
+@pytest.mark.parametrize("name,extra,expected", HOSTILE_CHECKPOINTS, ids=[h[0] + " ".join(h[1]) for h in HOSTILE_CHECKPOINTS])
+def test_tt_evaluate_names_what_is_wrong_with_a_checkpoint(tmp_path, name, extra, expected):
+    "Exit 2 and one line that names the real problem; never a traceback, never 'unsafe pickle' for junk."
+    if extra and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    made = run_script("from tiny_transformer.utils.checkpoint import save_checkpoint\n" + MAKE_FILES, tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    result = subprocess.run([str(Path(sys.executable).parent / "tt-evaluate"), "--checkpoint", str(tmp_path / name),
+                             "--data", str(corpus_path()), *extra], capture_output=True, text=True, env=child_env(),
+                            cwd=ROOT, timeout=300)
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "unsafe" not in result.stderr.lower() and "pickled Python objects" not in result.stderr
+
+
+# --- emergency checkpoints do not pile up -------------------------------------------------------------------
+
+def test_emergency_checkpoints_are_pruned_once_superseded_across_restarts(tmp_path):
+    "Each 'night' a preempted process writes an emergency save, the next one resumes and saves on: one stays."
+    folder = tmp_path / "ckpt"
+    for night in range(3):
+        result = run_script("""
+            manager = CheckpointManager(run_dir, keep_best_n=1)
+            manager.remove_temp_files()
+            state = manager.resume_from("auto", model, optimizer, sampler=sampler)
+            step = state["step"] if state else 0
+            train_step()
+            manager.save(model, optimizer, step=step + 10, val_loss=3.0 - step / 100, sampler=sampler)
+            train_step()
+            manager.save(model, optimizer, step=step + 15, kind="emergency", sampler=sampler)
+        """, folder)
+        assert result.returncode == 0, result.stderr[-3000:]
+    files = sorted(p.name for p in folder.glob("*.pt"))
+    assert [f for f in files if f.startswith("emergency_")] == ["emergency_00000045.pt"], files
+    manager = check_folder_is_sound(folder)
+    assert manager.latest_checkpoint_path().name == "emergency_00000045.pt"

@@ -112,6 +112,24 @@ def test_a_request_in_a_busy_batch_equals_it_alone(server):
     assert [a["choices"][0]["text"] for _, a in busy] == [a["choices"][0]["text"] for _, a in alone]
 
 
+def test_a_lone_request_decodes_as_generate_does_and_as_in_a_batch(server, exported):
+    "Alone, the engine decodes in the model's own KVCache (its fast path); in a batch, via forward_with_past."
+    import torch
+
+    from tiny_transformer.engine import load_backend
+
+    backend = load_backend(exported / "model.safetensors")
+    prompt = "KING RICHARD:\n"
+    ids = torch.tensor([backend.tokenizer.encode(prompt)])
+    ref = backend.tokenizer.decode(backend.model.generate(ids, 60, top_k=1)[0, ids.size(1):].tolist())
+    req = {"model": server.model_id, "prompt": prompt, "max_tokens": 60, "temperature": 0}
+    alone = call(f"{server.url}/v1/completions", req)[1]["choices"][0]["text"]
+    others = [{**req, "prompt": p, "max_tokens": 80, "temperature": 0.9, "seed": i} for i, p in enumerate(["A", "To be"])]
+    with ThreadPoolExecutor(3) as pool:  # sent together with two longer requests: it decodes in a batch
+        busy = list(pool.map(lambda r: call(f"{server.url}/v1/completions", r), [others[0], req, others[1]]))[1]
+    assert alone == ref == busy[1]["choices"][0]["text"]
+
+
 def test_fifty_concurrent_requests_all_answered_and_logged(server, exported):
     def one(i):
         return call(f"{server.url}/v1/completions", {"prompt": "ROMEO:", "max_tokens": 20, "seed": i}, timeout=120)

@@ -1,7 +1,8 @@
 """Every notebook in nbs/ follows the house conventions, so that it works as a docs page, in JupyterLab
 and in Colab: an "Open in Colab" link built from settings.ini, an install cell that runs only inside
-Colab, a title and subtitle, a `#| default_exp`, the python3 kernel, and the exact bytes nbdev_clean
-leaves behind. (That each runs top to bottom in a fresh kernel is the nbval run over nbs/ in `make test`.)
+Colab, a title and subtitle, a `#| default_exp` when the notebook exports code, the python3 kernel,
+and the exact bytes nbdev_clean leaves behind. (That each runs top to bottom in a fresh kernel is the
+nbval run over nbs/ in `make test`.)
 """
 from __future__ import annotations
 
@@ -73,16 +74,27 @@ def test_title_and_subtitle(nb):
     assert len(lines) > 1 and re.match(r"^> \S", lines[1]), f"{nb.name}: a `> subtitle` line must follow the title"
 
 
+EXPORT = re.compile(r"^#\|\s*export[si]?\b", re.M)
+
+
 @pytest.mark.parametrize("nb", NBS, ids=IDS)
 def test_default_exp_and_kernel(nb):
+    """A notebook that exports code opens with `#| default_exp <module>`. One that exports nothing (index, the
+    capstone) has none: nbdev never writes a module without exported cells, so the directive would name a module
+    that does not exist."""
     meta = json.loads(nb.read_text())["metadata"]
     assert meta.get("kernelspec", {}).get("name") == "python3", f"{nb.name}: kernelspec must be python3"
     code = [c["source"] for c in cells(nb) if c["cell_type"] == "code"]
     has_exp = bool(code) and re.match(r"^#\|\s*default_exp\s+\S+", code[0].strip())
+    exports = any(EXPORT.search(src) for src in code)
     if nb.stem == "index":
-        assert not any("default_exp" in src for src in code), "index.ipynb documents the project; it exports nothing"
-    else:
+        assert not exports and not any("default_exp" in src for src in code), \
+            "index.ipynb documents the project; it exports nothing"
+    elif exports:
         assert has_exp, f"{nb.name}: the first code cell must be `#| default_exp <module>`"
+    else:
+        assert not any("default_exp" in src for src in code), \
+            f"{nb.name} exports nothing: remove `#| default_exp` (nbdev would never write that module)"
 
 
 @pytest.mark.parametrize("nb", NBS, ids=IDS)

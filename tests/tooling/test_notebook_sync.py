@@ -1,5 +1,6 @@
-"""The package must be what nbdev_export makes of the notebooks; README.md must match index.ipynb."""
+"""The package must be what nbdev_export makes of the notebooks; README.md must match index.ipynb and link every notebook."""
 import json
+import re
 import shutil
 import sys
 
@@ -43,3 +44,12 @@ def test_readme_is_generated_from_index():
     assert result.returncode == 0, result.stderr
     readme = (ROOT / "README.md").read_text()
     assert "make train" in readme and "make test" in readme and "Colab" in readme
+
+
+def test_readme_links_every_notebook():
+    "The README's notebook table is the reader's map: each notebook in nbs/ is linked from it (00_core once was not)."
+    readme = (ROOT / "README.md").read_text()
+    linked = set(re.findall(r"\]\(nbs/([\w.-]+\.ipynb)\)", readme))
+    missing = sorted(p.name for p in (ROOT / "nbs").glob("*.ipynb") if p.name != "index.ipynb" and p.name not in linked)
+    assert not missing, (f"README.md does not link {missing}: add them to the table in nbs/index.ipynb "
+                         "(a companion notebook can share its chapter's row), then run `make readme`")

@@ -64,7 +64,7 @@ def checkpoint_file_name(kind: str, step: int) -> str:
         raise ValueError(f"kind must be one of {list(CHECKPOINT_KINDS)}, got {kind!r}")
     return f"{CHECKPOINT_KINDS[kind].prefix}_{int(step):08d}.pt"
 
-# %% ../../nbs/05_checkpoints.ipynb #75b629ef
+
 def _kind_of_file(name: str) -> str | None:
     "The kind whose file-name pattern `name` matches, or None."
     match = re.match(r"^([a-z]+)_(\d+)\.pt$", name)
@@ -220,7 +220,7 @@ def _ranked(self: CheckpointManager, entries: list[dict]) -> list[dict]:
     ranked = [e for e in entries if e["metric"] is not None and _kind_row(e).ranked]
     return sorted(ranked, key=lambda e: (sign * e["metric"], -e["step"], -e["seq"]))
 
-# %% ../../nbs/05_checkpoints.ipynb #d4a87904
+
 def _kind_row(entry: dict) -> CheckpointKind:
     return CHECKPOINT_KINDS.get(entry["kind"], CHECKPOINT_KINDS["regular"])  # an unknown kind is kept as regular
 
@@ -321,7 +321,7 @@ def close(self: CheckpointManager) -> None:
 def __enter__(self: CheckpointManager) -> CheckpointManager:
     return self
 
-# %% ../../nbs/05_checkpoints.ipynb #69077a94
+
 @patch
 def __exit__(self: CheckpointManager, *exc) -> None:
     self.close()
@@ -489,8 +489,12 @@ class GracefulShutdown:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
-        return False
+
+    @property
+    def exit_code(self) -> int:
+        "Exit status after the emergency save: 128 + the signal (130 SIGINT, 143 SIGTERM), as shells report it; 0 if none."
+        return 128 + int(signal.Signals[self.signal_name]) if self.requested else 0
