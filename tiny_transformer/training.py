@@ -297,7 +297,7 @@ def setup(self: Trainer) -> Trainer:
         self.lock = RunDirLock(self.run_dir).acquire()
     try:
         self._refuse_to_overwrite()
-        self.ckpt = CheckpointManager.from_config(self.run_dir / "checkpoints", self.config.checkpoint)
+        self.ckpt = CheckpointManager.from_config(self.config.checkpoint, self.run_dir / "checkpoints")
         resume = resume_for_training(self.ckpt, self.resume_request, self.config)
         self.resume_events, self.resume_diff, resume_path = resume.plan.events, resume.diff, resume.path
         if resume_path is not None:
