@@ -179,8 +179,15 @@ def test_a_client_that_disconnects_cancels_its_sequence(slow_model):
         server.stop()
 
 
-def test_full_queue_gets_503_with_retry_after_and_timeout_gets_504(slow_model):
-    server = Server(slow_model, "--max-batch", 1, "--max-queue", 1, "--timeout", 3)
+@pytest.fixture(scope="module")
+def slower_model(tmp_path_factory):
+    "About 9 ms per token at this width and context (measured), so 500 tokens outlast the 3 s timeout even alone."
+    return random_model_file(tmp_path_factory.mktemp("slower") / "slower.safetensors", d_model=512, n_layers=8,
+                             max_seq_len=1024)
+
+
+def test_full_queue_gets_503_with_retry_after_and_timeout_gets_504(slower_model):
+    server = Server(slower_model, "--max-batch", 1, "--max-queue", 1, "--timeout", 3)
     try:
         model, url = server.model_id, server.url
         long = {"model": model, "prompt": "Hello", "max_tokens": 500}
