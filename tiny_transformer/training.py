@@ -318,12 +318,11 @@ def _open_outputs(self: Trainer) -> None:
     cfg, main = self.config, self.dist.is_main
     if main:
         cfg.save(self.run_dir / "config.yaml")
-    self.logger = TrainingLogger(cfg.name, log_dir=self.run_dir, log_to_console=cfg.logging.console and main,
-                                 log_to_file=cfg.logging.file, rank=self.dist.rank, level=cfg.logging.level)
+    self.logger = TrainingLogger.from_config(cfg.logging, cfg.name, self.run_dir, rank=self.dist.rank, console=main)
     self.tracker = ExperimentTracker.from_config(cfg.tracking, self.run_dir, cfg.name, config=cfg.to_dict(),
                                                  tags=cfg.tags, backend=None if main else "none")
-    self.monitor = TrainingMonitor(self.raw_model, log_every=cfg.training.log_every, grad_clip=cfg.training.grad_clip,
-                                   compute_dtype=self.amp_dtype, logger=self.logger)
+    self.monitor = TrainingMonitor.from_config(cfg.training, self.raw_model, logger=self.logger,
+                                               compute_dtype=self.amp_dtype)
 
 @patch
 def _release_lock(self: Trainer) -> None:

@@ -285,6 +285,15 @@ class TrainingLogger(StructuredLogger):
         self._started_at = time.monotonic()
         self._ended = False
 
+# %% ../../nbs/03_logging.ipynb #7291997d
+@patch(cls_method=True)
+def from_config(cls: TrainingLogger, section: Any, experiment_name: str, run_dir: str | os.PathLike,
+                rank: int | None = None, console: bool = True) -> TrainingLogger:
+    "A logger from a `logging` section (dict or object: level, console, file); `console=False` silences it (e.g. rank > 0)."
+    get = section.get if isinstance(section, Mapping) else (lambda key, default=None: getattr(section, key, default))
+    return cls(experiment_name, log_dir=run_dir, log_to_console=bool(get("console", True)) and console,
+               log_to_file=bool(get("file", True)), rank=rank, level=get("level", "INFO"))
+
 # %% ../../nbs/03_logging.ipynb #c0a1b20d
 @patch
 def log_metrics(self: TrainingLogger, metrics: Mapping[str, Any], step: int | None = None,
