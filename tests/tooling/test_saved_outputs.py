@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 NBS = Path(__file__).resolve().parents[2] / "nbs"
-MACHINE_PATH = re.compile(r"/tmp/tmp|/tmp/ipykernel_|/work/|/root/|/home/")
+# Any absolute temp path (/tmp/tmpab12, /tmp/ipykernel_1/, a named one like /tmp/tt-export-x/), and the homes and
+# workspaces of the machines the notebooks run on.
+MACHINE_PATH = re.compile(r"/tmp/|/work/|/root/|/home/")
 
 
 def _output_texts(output: dict):
@@ -50,12 +52,13 @@ def test_scanner_finds_a_machine_path(tmp_path):
         {"output_type": "error", "ename": "OSError", "evalue": "no /root/.cache", "traceback": ["/work/a.py"]},
         {"output_type": "stream", "name": "stdout", "text": ["saved runs/05_checkpoints/step_10.pt\n"]},
         {"output_type": "display_data", "data": {"text/plain": ["/home/me/x"]}},
+        {"output_type": "stream", "name": "stdout", "text": ["wrote /tmp/tt-export-ab12/model.pt2\n"]},
     ]
     nb = {"cells": [{"cell_type": "code", "source": "open('/tmp/tmpX')", "outputs": outputs}], "nbformat": 4}
     path = tmp_path / "demo.ipynb"
     path.write_text(json.dumps(nb))
     hits = machine_paths(path)
-    assert len(hits) == 5, hits  # the relative runs/ path is fine; the source line is not an output
+    assert len(hits) == 6, hits  # the relative runs/ path is fine; the source line is not an output
     assert not any("runs/05_checkpoints" in h for h in hits)
 
 
