@@ -237,7 +237,7 @@ def test_hostile_or_damaged_checkpoint_gets_a_clear_error(trained, tmp_path):
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(ckpt.read_bytes()[:4000])
     result = _tt_export("--checkpoint", damaged, "--format", "onnx", "--output", tmp_path / "d.onnx")
-    assert result.returncode == 2 and "damaged or truncated" in result.stderr
+    assert result.returncode == 2 and "damaged" in result.stderr
 
 
 def _hostile_inputs(ckpt, tmp_path):
