@@ -175,7 +175,8 @@ def checkpoint_resume(run_dir: Path, device: str = "cuda") -> dict:
 # 5. ONNX export and ONNX Runtime ------------------------------------------------------------------
 def onnx_runtime(run_dir: Path) -> dict:
     import onnxruntime as ort
-    from tiny_transformer.export import ONNX_OPSET, export_metadata, export_onnx
+    from tiny_transformer.export import ONNX_OPSET, export_metadata
+    from tiny_transformer.onnx_export import export_onnx
     from tiny_transformer.utils.checkpoint import load_model_from_checkpoint
     from tiny_transformer.utils.checkpoint import CheckpointManager
 

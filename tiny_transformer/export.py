@@ -334,17 +334,6 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
                                 summary="model-only weights + config + tokenizer; tt-serve's eager backend"),
 }
 
-# %% ../nbs/08_export.ipynb #7acf785b
-_MOVED_TO_ONNX_EXPORT = ("OnnxRuntimeLM", "export_onnx", "fold_attention_heads", "ort_session",
-                         "quantize_onnx_int8", "read_onnx_metadata")
-
-# %% ../nbs/08_export.ipynb #50075e42
-def __getattr__(name: str):
-    "Aliases for the names that moved to `tiny_transformer.onnx_export` (08a_onnx)."
-    if name in _MOVED_TO_ONNX_EXPORT:
-        return getattr(_onnx_module(), name)
-    raise AttributeError(f"module 'tiny_transformer.export' has no attribute {name!r}")
-
 # %% ../nbs/08_export.ipynb #b270391d
 def load_artifact(path: str | Path, threads: int = 1):
     "Open any file `tt-export` writes: returns (ids -> logits callable, metadata)."

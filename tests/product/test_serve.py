@@ -387,7 +387,7 @@ def test_help_says_which_formats_are_servable():
 
 def test_checkpoint_and_onnx_backends(exported):
     "The checkpoint .pt serves with the eager model; the ONNX export serves when it carries the KV cache."
-    from tiny_transformer.export import OnnxRuntimeLM
+    from tiny_transformer.onnx_export import OnnxRuntimeLM
 
     ckpt = Server(exported / "ckpt.pt")
     try:
